@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set everything up, then run the main job on the bundled defaults.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export MOBILEFACE_DATA=${MOBILEFACE_DATA:-$(cd .. && pwd)/shared/data}
+.venv/bin/mobileface models "$@"

@@ -1,0 +1,47 @@
+"""The ``mobileface`` command line.
+
+Each verb lives in its own module under ``mobileface.cli`` and exposes ``register(subparsers)``,
+which adds its parser and sets ``handler``. Modules import heavy dependencies (PyTorch, ONNX
+Runtime) inside their handlers, so ``mobileface --help`` stays fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from mobileface import __version__
+from mobileface.errors import MobileFaceError
+
+COMMANDS = ["models"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mobileface",
+        description="Face verification and identification with MobileFaceNets and friends.",
+    )
+    parser.add_argument("--version", action="version", version=f"mobileface {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        import_module(f"mobileface.cli.{name}_cmd").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except MobileFaceError as exc:
+        print(f"mobileface {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
