@@ -1,13 +1,15 @@
 """The ``mobileface`` command line.
 
-Each verb lives in its own module under ``mobileface.cli`` and exposes ``register(subparsers)``,
-which adds its parser and sets ``handler``. Modules import heavy dependencies (PyTorch, ONNX
+Each verb lives in its own module ``mobileface/cli/<verb>_cmd.py`` that exposes
+``register(subparsers)``, which adds its parser and sets ``handler``; modules are discovered by
+name, so adding a verb touches no other file. Modules import heavy dependencies (PyTorch, ONNX
 Runtime) inside their handlers, so ``mobileface --help`` stays fast and torch-free.
 """
 
 from __future__ import annotations
 
 import argparse
+import pkgutil
 import sys
 from collections.abc import Sequence
 from importlib import import_module
@@ -15,7 +17,10 @@ from importlib import import_module
 from mobileface import __version__
 from mobileface.errors import MobileFaceError
 
-COMMANDS = ["models"]
+
+def command_modules() -> list[str]:
+    """Names of the ``*_cmd`` modules of this package, sorted."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmd"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mobileface {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        import_module(f"mobileface.cli.{name}_cmd").register(subparsers)
+    for name in command_modules():
+        import_module(f"mobileface.cli.{name}").register(subparsers)
     return parser
 
 
