@@ -89,4 +89,5 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
     spec = model_spec(name)
     model = spec.builder(**kwargs)
     model.model_name = name
+    model.model_kwargs = dict(kwargs)
     return model
