@@ -25,7 +25,7 @@ CACHE_ENV = "MOBILEFACE_CACHE"
 def data_dir() -> Path:
     """The shared data set: ``MOBILEFACE_DATA``, else ``../shared/data`` from the working dir."""
     env = os.environ.get(DATA_ENV)
-    return Path(env) if env else Path("..") / "shared" / "data"
+    return Path(env).absolute() if env else (Path.cwd().parent / "shared" / "data")
 
 
 def cache_dir() -> Path:

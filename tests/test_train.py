@@ -1,0 +1,206 @@
+"""The training engine: configs, schedules, sampling, and real runs on the shared data."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mobileface.errors import DataFormatError
+from mobileface.models import create_model
+from mobileface.train import Trainer, load_config
+from mobileface.train.config import ScheduleConfig
+from mobileface.train.data import StepSampler
+from mobileface.train.engine import split_weight_decay
+from mobileface.train.schedule import lr_factor
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.yaml"
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------ configs
+def test_every_shipped_config_is_valid(monkeypatch) -> None:
+    monkeypatch.setenv("MOBILEFACE_MS1M", "/datasets/ms1m")
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        config = load_config(path)
+        create_model(config.model.name, **config.model.kwargs)
+
+
+def test_mobilefacenet_recipe_is_the_papers() -> None:
+    os.environ.setdefault("MOBILEFACE_MS1M", "/datasets/ms1m")
+    config = load_config(REPO / "configs" / "mobilefacenet_ms1m.yaml")
+    assert config.optim.lr == 0.1 and config.optim.momentum == 0.9
+    assert config.optim.weight_decay == 4e-5 and config.optim.head_weight_decay == 4e-4
+    assert config.schedule.milestones == [36000, 52000, 58000]
+    assert config.optim.batch_size == 512
+    assert (config.loss.type, config.loss.s, config.loss.m2) == ("arcface", 64, 0.5)
+
+
+def test_overrides_are_validated_like_the_file() -> None:
+    config = load_config(
+        TINY, ["optim.lr=0.01", "schedule.steps=7", "data.datasets.0.min_images=3"]
+    )
+    assert config.optim.lr == 0.01 and config.schedule.steps == 7
+    assert config.data.datasets[0].min_images == 3
+    with pytest.raises(DataFormatError, match="optim.lr"):
+        load_config(TINY, ["optim.lr=-1"])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("data: {datasets: []}\nschedule: {steps: 5}", "data.datasets"),
+        ("data: {datasets: [{path: x}]}\nschedule: {steps: 5}\nmodle: {}", "modle"),
+        ("data: {datasets: [{path: x}]}\nschedule: {steps: 5, warmup_steps: 9}", "warmup_steps"),
+        ("data: {datasets: [{path: x}]}\nschedule: {steps: 5, milestones: [9]}", "milestones"),
+        ("data: {datasets: [{path: x}]}\nschedule: {steps: 5}\nloss: {type: magic}", "loss.type"),
+        ("[1, 2", "not valid YAML"),
+        ("- a\n- b", "mapping"),
+    ],
+)
+def test_bad_configs_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(DataFormatError, match=message):
+        load_config(write_config(tmp_path, text))
+
+
+def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "data: {datasets: [{path: nowhere}]}\nschedule: {steps: 5}")
+    trainer = Trainer(load_config(path), tmp_path / "out")
+    with pytest.raises(DataFormatError, match="nowhere: no such file"):
+        trainer.run()
+
+
+# ------------------------------------------------------- schedule and order
+def test_step_schedule_with_warmup() -> None:
+    config = ScheduleConfig(type="step", steps=100, warmup_steps=10, milestones=[50, 80])
+    factors = [lr_factor(s, config, 0.1) for s in (0, 9, 10, 49, 50, 79, 80, 99)]
+    assert factors == pytest.approx([0.1, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+
+
+def test_cosine_and_poly_schedules_end_at_the_floor() -> None:
+    cosine = ScheduleConfig(type="cosine", steps=100, min_lr=0.001)
+    poly = ScheduleConfig(type="poly", steps=100, power=2)
+    assert lr_factor(0, cosine, 0.1) == pytest.approx(1.0)
+    assert lr_factor(100, cosine, 0.1) == pytest.approx(0.01)
+    assert lr_factor(50, poly, 0.1) == pytest.approx(0.25)
+
+
+def test_sampler_is_a_function_of_seed_and_step() -> None:
+    full = StepSampler(100, 8, seed=3)
+    batches = [b for b, _ in zip(full, range(30), strict=False)]
+    resumed = StepSampler(100, 8, seed=3, start_step=17)
+    assert [b for b, _ in zip(resumed, range(13), strict=False)] == batches[17:]
+    epoch0 = [i for b in batches[:12] for _, i in b]
+    assert len(set(epoch0)) == 96  # an epoch visits distinct samples, tail dropped
+
+
+def test_ranks_split_each_global_batch() -> None:
+    ranks = [StepSampler(64, 4, seed=0, rank=r, world_size=2) for r in range(2)]
+    first = [next(iter(s)) for s in ranks]
+    assert not {i for _, i in first[0]} & {i for _, i in first[1]}
+
+
+def test_layers_after_gdconv_get_the_head_weight_decay() -> None:
+    model = create_model("mobilefacenet")
+    body, after = split_weight_decay(model)
+    assert sum(p.numel() for p in after) == 512 * 128 + 2 * 128  # linear 1x1 conv and its BN
+    assert len(body) + len(after) == len(list(model.parameters()))
+
+
+# ---------------------------------------------------------------- real runs
+def tiny_overrides(steps: int, **extra: str) -> list[str]:
+    base = {
+        "schedule.steps": str(steps),
+        "schedule.warmup_steps": "0",
+        "train.log_every": "1",
+        "train.checkpoint_every": "4",
+        "data.workers": "0",
+        "optim.batch_size": "16",
+        "model.kwargs": "{input_size: [64, 64]}",
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_training_reduces_the_loss(data_dir: Path, tmp_path: Path) -> None:
+    extra = {"schedule.type": "constant", "optim.lr": "0.1", "loss.type": "cosface", "loss.s": "30"}
+    config = load_config(TINY, tiny_overrides(240, **extra))
+    final = Trainer(config, tmp_path / "run").run()
+    losses = [r["loss/total"] for r in read_log(tmp_path / "run")]
+    first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
+    assert last < first - 0.5, (first, last)
+    from mobileface.models.checkpoint import load_model_checkpoint
+
+    assert load_model_checkpoint(final).input_size == (64, 64)
+
+
+@pytest.mark.slow
+def test_resume_continues_bit_identically(data_dir: Path, tmp_path: Path) -> None:
+    overrides = tiny_overrides(8, **{"data.workers": "1"})
+    straight = Trainer(load_config(TINY, overrides), tmp_path / "straight")
+    straight.run()
+
+    interrupted = tmp_path / "interrupted"
+    Trainer(load_config(TINY, overrides), interrupted, stop_at_step=4).run()
+    resumed = Trainer(load_config(TINY, overrides), interrupted, resume=True)
+    resumed.run()
+
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["model"]
+    b = torch.load(interrupted / "model.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    losses_a = [r["loss/total"] for r in read_log(tmp_path / "straight")]
+    losses_b = [r["loss/total"] for r in read_log(interrupted)]
+    assert losses_a == losses_b
+
+
+def test_resume_without_checkpoint_is_a_clear_error(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="no checkpoint"):
+        Trainer(load_config(TINY, tiny_overrides(4)), tmp_path / "empty", resume=True).run()
+
+
+@pytest.mark.slow
+def test_two_process_ddp_under_torchrun(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    overrides = tiny_overrides(4, **{"optim.batch_size": "8", "loss.sample_rate": "0.5"})
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(free_port()), "-m", "mobileface", "train", str(TINY), "--out", str(out),
+    ] + [a for o in overrides for a in ("--set", o)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = torch.load(sorted((out / "checkpoints").glob("*.pt"))[-1], weights_only=False)
+    assert checkpoint["world_size"] == 2 and checkpoint["step"] == 4
+    shards = checkpoint["head_shards"]
+    assert len(shards) == 2
+    num_classes = sum(s["weight"].shape[0] for s in shards)
+    assert num_classes == 60  # pins-112 identities, split across the two ranks
+    losses = [r["loss/total"] for r in read_log(out)]
+    assert len(losses) == 4 and all(map(lambda x: x == x, losses))
+    assert yaml.safe_load((out / "config.yaml").read_text())["optim"]["batch_size"] == 8
