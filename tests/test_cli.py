@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -29,8 +30,8 @@ def test_models_json_lists_the_zoo_with_measured_figures() -> None:
 
 
 def test_models_table_is_printed_by_the_console_script() -> None:
-    exe = sys.executable.replace("python", "mobileface")
-    result = run(exe if "mobileface" in exe else "mobileface", "models", "squeeze*")
+    script = Path(sys.executable).parent / "mobileface"
+    result = run(str(script) if script.exists() else "mobileface", "models", "squeeze*")
     assert result.returncode == 0, result.stderr
     assert "squeezefaceposenet_dw" in result.stdout
     assert "694,056" in result.stdout

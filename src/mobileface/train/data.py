@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,16 @@ def _dataset_entries(config: DatasetConfig) -> list[tuple[ImageRef, str]]:
     if config.type == "folder":
         return [(ImageRef(str(p)), name) for p, name in list_image_folder(config.path)]
     if config.type == "labels":
-        return [(ImageRef(str(p)), name) for p, name in read_labels_tsv(config.path, config.images)]
+        rows = read_labels_tsv(config.path, config.images)
+        present = [(ImageRef(str(p)), name) for p, name in rows if p.is_file()]
+        if len(present) < len(rows):  # e.g. faces the aligner could not find
+            missing = [str(p) for p, _ in rows if not p.is_file()]
+            warnings.warn(
+                f"{config.path}: {len(missing)} of {len(rows)} listed images are missing and "
+                f"left out (first: {', '.join(missing[:3])})",
+                stacklevel=2,
+            )
+        return present
     labels = FaceRecord(config.path).labels()
     return [(ImageRef(str(config.path), i), str(label)) for i, label in enumerate(labels.tolist())]
 
@@ -190,7 +200,7 @@ class FaceDataset(Dataset):
     def load(self, index: int) -> np.ndarray:
         """The decoded crop ``index`` (RGB uint8), resized to the training size if needed."""
         if self.cache is not None:
-            return np.asarray(self.cache[index])
+            return np.array(self.cache[index])  # a writable copy of the mapped crop
         ref = self.samples.refs[index]
         if ref.record >= 0:
             record = self._records.get(ref.path)
@@ -223,15 +233,17 @@ def build_decoded_cache(
     if is_main and not meta.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        array = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.uint8, shape=(len(samples.refs), h, w, 3)
-        )
-        loader = FaceDataset(samples, image_size, AugmentConfig(flip=0), 0)
-        for i in tqdm(range(len(samples.refs)), desc="decoding training images", unit="img"):
-            array[i] = loader.load(i)
-        array.flush()
-        del array
-        os.replace(tmp, path)
+        shape = (len(samples.refs), h, w, 3)
+        try:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            loader = FaceDataset(samples, image_size, AugmentConfig(flip=0), 0)
+            for i in tqdm(range(len(samples.refs)), desc="decoding training images", unit="img"):
+                array[i] = loader.load(i)
+            array.flush()
+            del array
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         meta.write_text(json.dumps({"images": len(samples.refs), "size": [h, w]}))
     from .distributed import barrier
 

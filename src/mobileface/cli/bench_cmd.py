@@ -1,0 +1,140 @@
+"""``mobileface bench``: latency, throughput, memory and size of a model; end-to-end verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure a model's speed, memory and size (and end-to-end verify time)",
+        description=(
+            "Latency percentiles (p50/p90/p99), throughput and peak memory of the network "
+            "alone through ONNX Runtime, for each --threads and --batch; the file size; and, "
+            "with --pair, the end-to-end time of verifying two photos split into decode, "
+            "detect, align and embed. M is a bundled weights name, an .onnx file, a training "
+            "checkpoint or a zoo name (the last two are exported to a temporary file first, "
+            "which needs PyTorch; zoo models get random weights: speed does not depend on "
+            "them). Default M: the bundled default weights, else a random mobilefacenet."
+        ),
+    )
+    parser.add_argument("model", metavar="M", nargs="?", help="model to measure")
+    parser.add_argument("--threads", type=_int_list, default=[1, 2], help="default 1,2")
+    parser.add_argument("--batch", type=_int_list, default=[1, 8, 32], help="default 1,8,32")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    parser.add_argument("--pair", nargs=2, metavar=("A", "B"), help="photos to verify end to end")
+    parser.add_argument("--runs", type=int, default=30, help="end-to-end verify runs")
+    parser.add_argument("--json", action="store_true", help="print one JSON report")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mobileface.cli._format import format_table
+    from mobileface.runtime.bench import bench_model, file_size_mb
+
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    with tempfile.TemporaryDirectory(prefix="mobileface-bench-") as tmp:
+        path, label = _model_file(args.model, Path(tmp), say)
+        report: dict = {"model": label, "file": str(path), "size_mb": file_size_mb(path)}
+        rows, results = [], []
+        for threads in args.threads:
+            for batch in args.batch:
+                try:
+                    r = bench_model(
+                        path, threads=threads, batch=batch, seconds=args.seconds, label=label
+                    )
+                except ValueError as exc:  # a file with a fixed batch size
+                    say(f"skipped threads={threads} batch={batch}: {exc}")
+                    continue
+                results.append(r.to_dict())
+                rows.append(
+                    [
+                        threads,
+                        batch,
+                        r.p50_ms,
+                        r.p90_ms,
+                        r.p99_ms,
+                        round(r.images_per_s, 1),
+                        r.peak_rss_mb,
+                        r.session_mb,
+                    ]
+                )
+        report["latency"] = results
+        if args.pair:
+            report["verify"] = _bench_pair(path, args, min(args.threads))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{label}: {report['size_mb']:.2f} MB")
+    headers = ["threads", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "peak MB", "+MB"]
+    print(format_table(headers, rows))
+    if args.pair:
+        v = report["verify"]["ms"]
+        print(
+            f"verify (threads={min(args.threads)}, median of {args.runs}): {v['total']:.2f} ms = "
+            f"decode {v['decode']:.2f} + detect {v['detect']:.2f} + align {v['align']:.2f} + "
+            f"embed {v['embed']:.2f}"
+        )
+    return 0
+
+
+def _bench_pair(path: Path, args: argparse.Namespace, threads: int) -> dict:
+    import cv2
+
+    from mobileface.align import create_detector
+    from mobileface.runtime import FaceVerifier, OnnxEmbedder
+    from mobileface.runtime.bench import bench_verify
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        verifier = FaceVerifier(
+            OnnxEmbedder(path, threads=threads), detector=create_detector("yunet")
+        )
+        out = bench_verify(verifier, args.pair[0], args.pair[1], runs=args.runs)
+    finally:
+        cv2.setNumThreads(previous)
+    out["threads"] = threads
+    return out
+
+
+def _model_file(spec: str | None, tmp: Path, say) -> tuple[Path, str]:
+    """The ONNX file to measure, exporting zoo names and checkpoints to ``tmp``."""
+    from mobileface import weights
+    from mobileface.errors import ModelFileError
+
+    if spec is None:
+        spec = weights.default_weights_name()
+        if spec is None:
+            spec = "mobilefacenet"
+            say("no bundled weights: measuring a random-init mobilefacenet export")
+    if Path(spec).suffix.lower() == ".onnx" or weights.is_bundled(spec):
+        return weights.resolve_weights(spec), Path(spec).stem
+    from mobileface.errors import require_torch
+
+    try:
+        require_torch(f"benchmarking {spec!r} (it must be exported first)")
+    except ImportError as exc:
+        raise ModelFileError(str(exc)) from None
+    from mobileface.export.onnx import export_onnx, load_for_export
+
+    model, source, _ = load_for_export(spec)
+    out = export_onnx(model, tmp / f"{Path(spec).stem}.onnx", metadata={"source": source})
+    return out, Path(spec).stem

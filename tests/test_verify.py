@@ -1,0 +1,234 @@
+"""1:1 verification end to end (real detector, real photos), and the verify/embed/bench CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mobileface.errors import NoFaceError
+from mobileface.runtime import FaceVerifier, OnnxEmbedder, cosine_similarity, open_embedder
+from models_helpers import randomize_and_calibrate
+
+REPO = Path(__file__).resolve().parents[1]
+THRESHOLDS = {"far_1e-3": 0.31, "far_1e-4": 0.42}
+PEER_INT8_MIN_COSINE = 0.97
+"""Worst cosine between the int8 and fp32 embeddings of a trained MobileFaceNet (the peer) on
+aligned LFW faces (measured about 0.98; mean about 0.99)."""
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory) -> Path:
+    from mobileface.export.onnx import export_onnx
+    from mobileface.models import create_model
+
+    model = randomize_and_calibrate(create_model("mobilefacenet_s"), seed=7)
+    folder = tmp_path_factory.mktemp("verify")
+    return export_onnx(model, folder / "mfs.onnx", thresholds=THRESHOLDS)
+
+
+@pytest.fixture(scope="module")
+def photos(data_dir: Path) -> dict[str, Path]:
+    lfw = data_dir / "lfw" / "images"
+    found = {
+        "a1": lfw / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg",
+        "a2": lfw / "Aaron_Peirsol" / "Aaron_Peirsol_0002.jpg",
+        "b1": lfw / "AJ_Cook" / "AJ_Cook_0001.jpg",
+    }
+    missing = [str(p) for p in found.values() if not p.is_file()]
+    if missing:
+        pytest.skip(f"LFW photos missing: {missing}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def noise_png(tmp_path_factory) -> Path:
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("noface") / "noise.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (240, 200, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def verifier(onnx_file: Path, data_dir: Path) -> FaceVerifier:
+    from mobileface.align import create_detector
+
+    return FaceVerifier(OnnxEmbedder(onnx_file), detector=create_detector("yunet"))
+
+
+def test_verify_two_photos(verifier: FaceVerifier, photos) -> None:
+    result = verifier.verify(photos["a1"], photos["a2"])
+    assert -1.0 <= result.score <= 1.0
+    assert result.threshold == 0.31 and "model metadata" in result.threshold_source
+    assert result.same == (result.score >= 0.31)
+    assert result.boxes.shape == (2, 4) and result.landmarks.shape == (2, 5, 2)
+    assert set(result.timings) == {"decode", "detect", "align", "embed", "total"}
+    assert all(v >= 0 for v in result.timings.values())
+    out = result.to_dict()
+    assert {"score", "same", "threshold", "faces", "timings_ms"} <= set(out)
+    # Paths, encoded bytes and decoded arrays are the same photo.
+    from mobileface.image import load_image
+
+    as_bytes = verifier.verify(photos["a1"].read_bytes(), photos["a2"])
+    as_array = verifier.verify(load_image(photos["a1"]), photos["a2"])
+    assert as_bytes.score == pytest.approx(result.score, abs=1e-5)
+    assert as_array.score == pytest.approx(result.score, abs=1e-5)
+
+
+def test_thresholds_given_and_fallback(onnx_file: Path) -> None:
+    emb = OnnxEmbedder(onnx_file)
+    assert FaceVerifier(emb, threshold=0.5).threshold_source == "given"
+    assert FaceVerifier(emb, far_key="far_1e-4").threshold == 0.42
+    emb.thresholds = {}
+    assert FaceVerifier(emb).threshold is None
+    fallback = FaceVerifier(emb, fallback_threshold=0.35)
+    assert fallback.threshold == 0.35 and fallback.threshold_source.startswith("fallback")
+    with pytest.raises(ValueError, match="unknown face policy"):
+        FaceVerifier(emb, policy="biggest")
+
+
+def test_photos_without_a_face_raise_no_face_error(verifier, photos, noise_png) -> None:
+    with pytest.raises(NoFaceError, match=r"noise\.png: no face found by yunet"):
+        verifier.verify(photos["a1"], noise_png)
+    with pytest.raises(NoFaceError, match="image B: no face found"):
+        verifier.verify(photos["a1"], noise_png.read_bytes())
+
+
+def test_embed_image(verifier: FaceVerifier, photos) -> None:
+    vector, face = verifier.embed_image(photos["b1"])
+    assert vector.shape == (verifier.embedder.embedding_size,)
+    assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    assert face.landmarks.shape == (5, 2) and face.score > 0.5
+
+
+@pytest.mark.slow
+def test_peer_model_scores_and_int8_parity(data_dir: Path, photos, tmp_path: Path) -> None:
+    """A trained MobileFaceNet from elsewhere (comparison only): same-person pairs score above
+    different-person pairs, and our int8 pipeline keeps its embeddings (opset 11, batch 1)."""
+    from mobileface.align import align_image, create_detector
+    from mobileface.export.quantize import quantize_onnx
+    from mobileface.image import load_image
+
+    peer = data_dir.parent / "peers" / "mobilefacenet-peer.onnx"
+    if not peer.is_file():
+        pytest.skip(f"peer model not found at {peer}")
+    fp32 = open_embedder(peer)
+    detector = create_detector("yunet")
+    verifier = FaceVerifier(fp32, detector=detector)
+    same = verifier.verify(photos["a1"], photos["a2"]).score
+    different = verifier.verify(photos["a1"], photos["b1"]).score
+    assert same > different + 0.2
+    lfw = sorted((data_dir / "lfw" / "images").glob("A*/*_0001.jpg"))[:24]
+    crops = np.stack([align_image(load_image(p), detector)[0] for p in lfw])
+    calib = data_dir / "celeba-test-112"
+    if not calib.is_dir():
+        pytest.skip(f"calibration crops not found at {calib}")
+    out = quantize_onnx(peer, tmp_path / "peer-int8.onnx", calib, max_images=32).path
+    int8 = OnnxEmbedder(out)
+    assert int8.precision == "int8"
+    cos = cosine_similarity(int8.embed(crops), fp32.embed(crops))
+    assert np.min(cos) >= PEER_INT8_MIN_COSINE and np.mean(cos) >= 0.985
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.setdefault("MOBILEFACE_DATA", str(REPO.parent / "shared" / "data"))
+    return subprocess.run(
+        [sys.executable, "-m", "mobileface", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
+
+
+def test_verify_cli_json(onnx_file: Path, photos) -> None:
+    result = _cli("verify", str(photos["a1"]), str(photos["a2"]), "-m", str(onnx_file), "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert {"score", "same", "threshold"} <= set(out)
+    assert out["threshold"] == 0.31 and out["same"] == (out["score"] >= 0.31)
+    assert len(out["faces"]) == 2 and out["model"] == "mfs"
+    given = _cli(
+        "verify", str(photos["a1"]), str(photos["b1"]), "-m", str(onnx_file), "--threshold", "0.99"
+    )
+    assert given.returncode == 0, given.stderr
+    assert given.stdout.startswith("different people: score") and "(given)" in given.stdout
+
+
+def test_verify_cli_falls_back_loudly_without_thresholds(onnx_file, photos, tmp_path) -> None:
+    from mobileface.export.onnx import update_metadata
+
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(onnx_file.read_bytes())
+    update_metadata(bare, {"thresholds": None})
+    result = _cli("verify", str(photos["a1"]), str(photos["a2"]), "-m", str(bare), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "no calibrated threshold" in result.stderr
+    assert json.loads(result.stdout)["threshold"] == 0.35
+
+
+def test_verify_cli_errors(onnx_file: Path, photos, noise_png: Path, tmp_path: Path) -> None:
+    result = _cli("verify", str(photos["a1"]), str(noise_png), "-m", str(onnx_file))
+    assert result.returncode == 1
+    assert "mobileface verify: error:" in result.stderr and "no face found" in result.stderr
+    assert "Traceback" not in result.stderr
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00not onnx" * 100)
+    result = _cli("verify", str(photos["a1"]), str(photos["a2"]), "-m", str(garbage))
+    assert result.returncode == 1 and "not a usable ONNX model" in result.stderr
+    result = _cli("verify", str(photos["a1"]), str(photos["a2"]), "-m", "nonesuch")
+    assert result.returncode == 1 and "--model PATH.onnx" in result.stderr
+
+
+def test_embed_cli(onnx_file: Path, photos, noise_png: Path, tmp_path: Path) -> None:
+    out = tmp_path / "emb.npy"
+    files = [str(photos["a1"]), str(noise_png), str(photos["b1"])]
+    result = _cli("embed", *files, "--out", str(out), "-m", str(onnx_file), "--skip-missing")
+    assert result.returncode == 0, result.stderr
+    vectors = np.load(out)
+    assert vectors.shape == (3, 128) and np.isnan(vectors[1]).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors[[0, 2]], axis=1), 1.0, atol=1e-5)
+    index = json.loads(out.with_suffix(".json").read_text())
+    assert [r["image"] for r in index["images"]] == files and "error" in index["images"][1]
+    strict = _cli("embed", *files, "--out", str(out), "-m", str(onnx_file))
+    assert strict.returncode == 1 and "no face found" in strict.stderr
+    aligned = _cli("embed", str(photos["a1"]), "--aligned", "--out", str(out), "-m", str(onnx_file))
+    assert aligned.returncode == 1 and "is not an aligned 112x112 crop" in aligned.stderr
+
+
+def test_bench_cli(onnx_file: Path, photos) -> None:
+    result = _cli(
+        "bench",
+        str(onnx_file),
+        "--threads",
+        "1",
+        "--batch",
+        "1,2",
+        "--seconds",
+        "0.2",
+        "--pair",
+        str(photos["a1"]),
+        str(photos["a2"]),
+        "--runs",
+        "3",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["size_mb"] > 0.5 and len(report["latency"]) == 2
+    row = report["latency"][1]
+    assert row["batch"] == 2 and row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+    assert row["images_per_s"] > 0 and row["peak_rss_mb"] > 0
+    assert set(report["verify"]["ms"]) >= {"decode", "detect", "align", "embed", "total"}
+    table = _cli("bench", str(onnx_file), "--threads", "1", "--batch", "1", "--seconds", "0.2")
+    assert table.returncode == 0, table.stderr
+    assert "p50 ms" in table.stdout and "img/s" in table.stdout
