@@ -143,41 +143,15 @@ def verify_e2e(files: dict[str, Path], runs: int) -> dict[str, dict]:
     return out
 
 
-def lfw_pairs() -> tuple[list[tuple[Path, Path]], np.ndarray]:
-    lines = (LFW / "pairs.txt").read_text().split("\n")
-    folds, per = (int(v) for v in lines[0].split())
-    pairs, same = [], []
-    for line in lines[1 : 1 + folds * 2 * per]:
-        f = line.split()
-        if len(f) == 3:
-            pairs.append(((f[0], int(f[1])), (f[0], int(f[2]))))
-            same.append(True)
-        else:
-            pairs.append(((f[0], int(f[1])), (f[2], int(f[3]))))
-            same.append(False)
-
-    def path(name_num):
-        name, num = name_num
-        return LFW / "images" / name / f"{name}_{num:04d}.jpg"
-
-    return [(path(x), path(y)) for x, y in pairs], np.array(same)
-
-
-def kfold_accuracy(scores: np.ndarray, same: np.ndarray, k: int = 10) -> tuple[float, float]:
-    folds = np.arange(len(scores)) * k // len(scores)
-    accs = []
-    for i in range(k):
-        train, test = folds != i, folds == i
-        candidates = np.unique(scores[train])
-        best = max(candidates, key=lambda t: np.mean((scores[train] >= t) == same[train]))
-        accs.append(np.mean((scores[test] >= best) == same[test]))
-    return float(np.mean(accs)) * 100, float(np.std(accs)) * 100
-
-
 def lfw_accuracy(files: dict[str, Path]) -> dict:
+    from mobileface.data.pairs import read_pairs
+    from mobileface.evaluation.metrics import kfold_accuracy
     from mobileface.runtime import OnnxEmbedder, l2_normalize
 
-    pairs, same = lfw_pairs()
+    listed = read_pairs(LFW / "pairs.txt", LFW / "images")
+    pairs = [(p.image_a, p.image_b) for p in listed]
+    same = np.array([p.same for p in listed])
+    folds = np.array([p.fold for p in listed])
     unique = sorted({p for pair in pairs for p in pair})
     index = {p: i for i, p in enumerate(unique)}
     t0 = time.perf_counter()
@@ -189,8 +163,8 @@ def lfw_accuracy(files: dict[str, Path]) -> dict:
     for label in ("peer fp32", "peer int8 (ours)"):
         emb = l2_normalize(OnnxEmbedder(files[label], threads=2).embed(crops))
         scores = np.sum(emb[a] * emb[b], axis=1)
-        mean, std = kfold_accuracy(scores, same)
-        out[label] = {"accuracy": mean, "std": std}
+        result = kfold_accuracy(scores, same, folds)
+        out[label] = {"accuracy": result.mean * 100, "std": result.std * 100}
     out["int8_change_points"] = out["peer int8 (ours)"]["accuracy"] - out["peer fp32"]["accuracy"]
     return out
 

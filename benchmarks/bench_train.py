@@ -96,7 +96,9 @@ def engine(batch: int, steps: int, warmup: int, compile_model: bool, out: Path) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=10)
@@ -112,10 +114,14 @@ def main() -> None:
             rows.append({"batch": batch, "plain_eager": baseline, "engine_eager": eager,
                          "engine_compiled": compiled, "speedup": compiled / baseline})  # fmt: skip
     if args.json:
-        print(json.dumps({"device": "cpu", "threads": torch.get_num_threads(), "rows": rows}, indent=2))
+        print(
+            json.dumps(
+                {"device": "cpu", "threads": torch.get_num_threads(), "rows": rows}, indent=2
+            )
+        )
         return
     print(f"mobilefacenet training, images/s on CPU ({torch.get_num_threads()} threads)")
-    print(f"{'batch':>5}  {'plain eager':>11}  {'engine eager':>12}  {'engine compiled':>15}  speed-up")
+    print("batch  plain eager  engine eager  engine compiled  speed-up")
     for r in rows:
         print(f"{r['batch']:>5}  {r['plain_eager']:>11.1f}  {r['engine_eager']:>12.1f}  "
               f"{r['engine_compiled']:>15.1f}  {r['speedup']:>7.2f}x")  # fmt: skip

@@ -190,12 +190,13 @@ def test_two_process_ddp_under_torchrun(data_dir: Path, tmp_path: Path) -> None:
     overrides = tiny_overrides(4, **{"optim.batch_size": "8", "loss.sample_rate": "0.5"})
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(free_port()), "-m", "mobileface", "train", str(TINY), "--out", str(out),
+        "--master_port", str(free_port()),
+        "-m", "mobileface", "train", str(TINY), "--out", str(out),
     ] + [a for o in overrides for a in ("--set", o)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    checkpoint = torch.load(sorted((out / "checkpoints").glob("*.pt"))[-1], weights_only=False)
+    checkpoint = torch.load(sorted((out / "checkpoints").glob("*.pt"))[-1], weights_only=True)
     assert checkpoint["world_size"] == 2 and checkpoint["step"] == 4
     shards = checkpoint["head_shards"]
     assert len(shards) == 2

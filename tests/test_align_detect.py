@@ -1,0 +1,272 @@
+"""Detectors on real photos (YuNet through OpenCV, dlib), model file resolution and download."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mobileface.align import (
+    ARCFACE_TEMPLATE_112,
+    PRECISE_YUNET,
+    YUNET_FILE,
+    Detector,
+    YuNetDetector,
+    align_image,
+    create_detector,
+    estimate_similarity,
+    yunet_model_path,
+)
+from mobileface.align.yunet import YUNET_OFFSETS
+from mobileface.errors import MissingDependencyError, ModelFileError, NoFaceError
+from mobileface.image import load_image
+from mobileface.paths import RemoteFile
+
+
+@pytest.fixture(scope="module")
+def yunet_file(data_dir: Path) -> Path:
+    path = data_dir.parent / "models" / "yunet.onnx"
+    if not path.is_file():
+        pytest.skip(f"YuNet model not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def yunet(yunet_file: Path) -> YuNetDetector:
+    return YuNetDetector(yunet_file)
+
+
+@pytest.fixture(scope="module")
+def lfw_images(data_dir: Path) -> Path:
+    path = data_dir / "lfw" / "images"
+    if not path.is_dir():
+        pytest.skip(f"{path} missing")
+    return path
+
+
+def _upright_landmarks_ok(landmarks: np.ndarray) -> bool:
+    le, re, nose, lm, rm = landmarks
+    return le[0] < re[0] and lm[0] < rm[0] and max(le[1], re[1]) < nose[1] < min(lm[1], rm[1])
+
+
+def test_yunet_finds_the_face_and_five_points_in_order(yunet: YuNetDetector, lfw_images) -> None:
+    image = load_image(lfw_images / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg")
+    faces = yunet.detect(image)
+    assert isinstance(yunet, Detector)
+    assert len(faces) >= 1
+    face = faces[0]
+    x1, y1, x2, y2 = face.box
+    assert 0.6 <= face.score <= 1.0
+    assert 60 < (x1 + x2) / 2 < 190 and 60 < (y1 + y2) / 2 < 190  # LFW faces are centred
+    assert 60 < x2 - x1 < 160
+    assert _upright_landmarks_ok(face.landmarks)
+    assert all(x1 - 5 <= x <= x2 + 5 and y1 - 5 <= y <= y2 + 5 for x, y in face.landmarks)
+    assert [f.score for f in faces] == sorted((f.score for f in faces), reverse=True)
+
+
+def test_yunet_landmarks_follow_the_template_convention(yunet_file: Path, data_dir: Path) -> None:
+    """On crops aligned with MTCNN landmarks, YuNet points in MTCNN style sit on the template."""
+    crops = sorted((data_dir / "celeba-test-112").glob("*/*.jpg"))[::97][:60]
+    if len(crops) < 20:
+        pytest.skip("celeba-test-112 missing")
+    calibrated, raw = YuNetDetector(yunet_file, landmarks="mtcnn"), YuNetDetector(yunet_file)
+    dev_cal, dev_raw = [], []
+    for path in crops:
+        image = load_image(path)
+        a, b = calibrated.detect(image), raw.detect(image)
+        if a and b:
+            dev_cal.append(a[0].landmarks - ARCFACE_TEMPLATE_112)
+            dev_raw.append(b[0].landmarks - ARCFACE_TEMPLATE_112)
+    assert len(dev_cal) >= 0.9 * len(crops)
+    median_cal = np.median(dev_cal, axis=0)
+    median_raw = np.median(dev_raw, axis=0)
+    assert np.abs(median_raw[3:, 1]).min() > 3  # YuNet's raw mouth corners sit high
+    assert np.abs(median_cal).max() < 1.5
+    assert np.allclose(median_raw - median_cal, YUNET_OFFSETS, atol=1.0)
+
+
+def test_yunet_handles_a_large_photo_like_a_small_one(yunet: YuNetDetector, lfw_images) -> None:
+    import cv2
+
+    small = load_image(lfw_images / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg")
+    # A 1,600 px "phone photo": the face upscaled 4x inside a larger grey frame.
+    big = np.full((1600, 1400, 3), 90, np.uint8)
+    up = cv2.resize(small, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
+    big[300:1300, 200:1200] = up
+    f_small = yunet.detect(small)[0]
+    f_big = yunet.detect(big)[0]
+    mapped = (f_big.landmarks - [200, 300] + 0.5) / 4 - 0.5
+    # YuNet's points jitter by about 5% of the eye distance when the scale changes
+    eye_distance = np.linalg.norm(f_small.landmarks[1] - f_small.landmarks[0])
+    assert np.abs(mapped - f_small.landmarks).mean() < 0.06 * eye_distance
+    assert np.abs(mapped - f_small.landmarks).max() < 0.15 * eye_distance
+    precise = YuNetDetector(yunet.model_path, **PRECISE_YUNET)
+    crop_small, _ = align_image(small, precise)
+    crop_big, _ = align_image(big, precise)
+    assert np.abs(crop_small.astype(int) - crop_big.astype(int)).mean() < 9
+
+
+def test_no_face_gives_a_typed_error(yunet: YuNetDetector) -> None:
+    blank = np.full((240, 320, 3), 128, np.uint8)
+    assert yunet.detect(blank) == []
+    with pytest.raises(NoFaceError, match="no face detected by yunet"):
+        align_image(blank, yunet)
+
+
+def test_policy_picks_between_several_faces(yunet: YuNetDetector, lfw_images) -> None:
+    a = load_image(lfw_images / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg")
+    import cv2
+
+    small = cv2.resize(a, (150, 150), interpolation=cv2.INTER_AREA)
+    canvas = np.full((300, 700, 3), 100, np.uint8)
+    canvas[25:275, 20:270] = a  # big face on the left
+    canvas[75:225, 400:550] = small  # smaller face nearer the centre (centre x = 350)
+    faces = yunet.detect(canvas)
+    assert len(faces) == 2
+    _, largest = align_image(canvas, yunet, policy="largest")
+    _, central = align_image(canvas, yunet, policy="central")
+    assert largest.center[0] < 270 < 400 < central.center[0]
+
+
+def test_create_detector_by_name(yunet_file: Path) -> None:
+    detector = create_detector("yunet", model_path=yunet_file)
+    assert detector.name == "yunet"
+    with pytest.raises(ValueError, match="unknown detector 'mtcnn2'"):
+        create_detector("mtcnn2")
+
+
+def test_default_model_is_found_beside_the_data(yunet_file: Path, monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("MOBILEFACE_YUNET", raising=False)
+    monkeypatch.setenv("MOBILEFACE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("MOBILEFACE_DATA", str(yunet_file.parent.parent / "data"))
+    assert yunet_model_path(download=False).resolve() == yunet_file.resolve()
+
+
+def test_model_resolution_order(yunet_file: Path, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MOBILEFACE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MOBILEFACE_DATA", str(tmp_path / "nowhere" / "data"))
+    monkeypatch.delenv("MOBILEFACE_YUNET", raising=False)
+    with pytest.raises(ModelFileError, match="yunet.onnx not found"):
+        yunet_model_path(download=False)
+    env_copy = tmp_path / "env.onnx"
+    shutil.copy(yunet_file, env_copy)
+    monkeypatch.setenv("MOBILEFACE_YUNET", str(env_copy))
+    assert yunet_model_path() == env_copy
+    assert yunet_model_path(yunet_file) == yunet_file  # explicit beats the environment
+    monkeypatch.setenv("MOBILEFACE_YUNET", str(tmp_path / "missing.onnx"))
+    with pytest.raises(ModelFileError, match="MOBILEFACE_YUNET"):
+        yunet_model_path()
+
+
+def test_download_from_a_file_url_checks_the_hash(
+    yunet_file: Path, monkeypatch, tmp_path: Path
+) -> None:
+    served = tmp_path / "served" / "face_detection_yunet.onnx"
+    served.parent.mkdir()
+    shutil.copy(yunet_file, served)
+    monkeypatch.setenv("MOBILEFACE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MOBILEFACE_DATA", str(tmp_path / "nowhere" / "data"))
+    monkeypatch.delenv("MOBILEFACE_YUNET", raising=False)
+    remote = RemoteFile(YUNET_FILE.filename, served.as_uri(), YUNET_FILE.sha256, "MOBILEFACE_YUNET")
+    path = yunet_model_path(remote=remote)
+    assert path == tmp_path / "cache" / "yunet.onnx" and path.is_file()
+    assert YuNetDetector(path).model_path == path
+
+    bad = RemoteFile("other.onnx", served.as_uri(), "0" * 64, "MOBILEFACE_YUNET")
+    with pytest.raises(ModelFileError, match="does not match the pinned"):
+        yunet_model_path(remote=bad)
+    assert not (tmp_path / "cache" / "other.onnx").exists()
+    leftovers = [p.name for p in (tmp_path / "cache").iterdir()]
+    assert leftovers == ["yunet.onnx"]
+
+
+def test_a_corrupt_model_file_is_a_model_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx graph")
+    with pytest.raises(ModelFileError, match=r"broken\.onnx"):
+        YuNetDetector(broken)
+
+
+def test_aligned_crop_of_a_real_photo_matches_a_reference_crop(yunet, lfw_images) -> None:
+    """Two photos of one person, aligned, agree far better than the originals' raw pixels."""
+    image = load_image(lfw_images / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg")
+    crop, face = align_image(image, yunet)
+    assert crop.shape == (112, 112, 3)
+    # the detected points land near the template after alignment
+    matrix = estimate_similarity(face.landmarks, ARCFACE_TEMPLATE_112)
+    landed = face.landmarks @ matrix[:, :2].T + matrix[:, 2]
+    assert np.abs(landed - ARCFACE_TEMPLATE_112).max() < 4
+
+
+@pytest.fixture(scope="module")
+def dlib_detector():
+    try:
+        return create_detector("dlib")
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.slow
+def test_dlib_backend_maps_onto_the_same_five_points(dlib_detector, yunet, lfw_images) -> None:
+    names = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Abel_Pacheco/Abel_Pacheco_0001.jpg"]
+    for name in names:
+        path = lfw_images / name
+        if not path.is_file():
+            continue
+        image = load_image(path)
+        faces = dlib_detector.detect(image)
+        assert faces, f"dlib found no face in {name}"
+        ours = faces[0].landmarks
+        assert _upright_landmarks_ok(ours)
+        theirs = yunet.detect(image)[0].landmarks
+        eye_distance = np.linalg.norm(theirs[1] - theirs[0])
+        # same points, within a fraction of the eye distance
+        assert np.abs(ours - theirs).max() < 0.25 * eye_distance
+
+
+def test_importing_align_and_data_does_not_import_torch() -> None:
+    code = (
+        "import sys, mobileface.align, mobileface.align.batch, mobileface.data, "
+        "mobileface.image, mobileface.cli.align_cmd; print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_flip_and_scale_averaging_keep_order_and_steady_points(
+    yunet_file: Path, lfw_images
+) -> None:
+    import cv2
+
+    image = load_image(lfw_images / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg")
+    plain = YuNetDetector(yunet_file, flip_average=False)
+    steady = YuNetDetector(yunet_file, flip_average=True, extra_scales=(0.8, 1.25))
+    a, b = plain.detect(image)[0], steady.detect(image)[0]
+    assert _upright_landmarks_ok(b.landmarks)
+    eye_distance = np.linalg.norm(a.landmarks[1] - a.landmarks[0])
+    assert np.abs(a.landmarks - b.landmarks).max() < 0.15 * eye_distance
+    # a mirrored photo gives the mirrored points (left and right swapped back)
+    mirrored = steady.detect(np.ascontiguousarray(image[:, ::-1]))[0].landmarks
+    unmirrored = mirrored[[1, 0, 2, 4, 3]] * [-1, 1] + [image.shape[1] - 1, 0]
+    assert np.abs(unmirrored - b.landmarks).max() < 0.08 * eye_distance
+
+    # steadier under rescaling than single-view detection
+    def drift(detector) -> float:
+        base = detector.detect(image)[0].landmarks
+        out = []
+        for s in (0.9, 1.1):
+            scaled = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+            pts = (detector.detect(scaled)[0].landmarks + 0.5) * image.shape[1] / scaled.shape[1]
+            out.append(np.abs(pts - 0.5 - base).mean())
+        return float(np.mean(out))
+
+    assert drift(steady) < 0.06 * eye_distance
+    with pytest.raises(ValueError, match="extra_scales"):
+        YuNetDetector(yunet_file, extra_scales=(10.0,))
+    with pytest.raises(ValueError, match="landmarks must be one of"):
+        YuNetDetector(yunet_file, landmarks="dlib")
