@@ -19,3 +19,30 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         || { echo "setup: installation failed" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi
+
+# --- Headless browser for the web page test (tests/test_webui.py) -----------------------------
+# Debian's chromium with its matching chromedriver (Selenium, from the dev extra, drives it;
+# nothing is downloaded by Selenium or Playwright). Installed only when missing and apt-get is
+# there, as root (CI) or with passwordless sudo; otherwise the test skips and says why.
+# MOBILEFACE_SKIP_BROWSER=1 skips this step.
+if [ -z "${MOBILEFACE_SKIP_BROWSER:-}" ] \
+    && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+    sudo_cmd=""
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        sudo_cmd="sudo -n"
+    fi
+    if ! command -v apt-get >/dev/null; then
+        echo "setup: no apt-get: install chromium and chromedriver yourself, or the web page test skips" >&2
+    elif [ "$(id -u)" -ne 0 ] && [ -z "$sudo_cmd" ]; then
+        echo "setup: chromium missing and not root: the web page test will skip" >&2
+    else
+        echo "setup: installing chromium and chromium-driver (apt-get) for the web page test"
+        apt_install() {
+            DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq \
+                --no-install-recommends chromium chromium-driver >/dev/null 2>&1
+        }
+        apt_install \
+            || { $sudo_cmd apt-get update -qq >/dev/null 2>&1 && apt_install; } \
+            || echo "setup: warning: could not install chromium; the web page test will skip" >&2
+    fi
+fi

@@ -1,0 +1,158 @@
+"""``mobileface persons``: list, show, remove and re-embed a gallery's persons; check the file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from mobileface.gallery.pipeline import add_encoder_arguments
+
+    parser = subparsers.add_parser(
+        "persons",
+        help="list, show, remove or re-embed the persons of a gallery",
+        description="Manage the persons enrolled in a gallery file.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(name: str, help_text: str, description: str | None = None):
+        sub = actions.add_parser(name, help=help_text, description=description or help_text)
+        sub.add_argument("--db", required=True, help="gallery file (SQLite)")
+        return sub
+
+    listing = action("list", "list the enrolled persons")
+    listing.add_argument("--name", help="only persons with this exact name")
+    listing.add_argument("--json", action="store_true", help="print one JSON list")
+    listing.set_defaults(handler=run_list)
+
+    show = action("show", "show persons with their faces")
+    show.add_argument("ids", nargs="+", type=int, metavar="ID")
+    show.set_defaults(handler=run_show)
+
+    remove = action("remove", "remove persons with all their faces (and kept photos)")
+    remove.add_argument("ids", nargs="+", type=int, metavar="ID")
+    remove.set_defaults(handler=run_remove)
+
+    check = action(
+        "check",
+        "check the file: SQLite integrity, schema version, models and their faces",
+    )
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(handler=run_check)
+
+    reembed = action(
+        "reembed",
+        "embed the gallery again with a new model",
+        "Embed every face of the gallery's current model again with --model, keeping each "
+        "face's person. Images come from photos kept at enrolment, else from files under "
+        "--images whose SHA-256 matches the one recorded. Safe to interrupt and rerun.",
+    )
+    reembed.add_argument(
+        "--from-model", metavar="NAME@VERSION", help="the model to re-embed (if several)"
+    )
+    reembed.add_argument(
+        "--images", nargs="+", default=[], metavar="DIR", help="folders holding the photos"
+    )
+    reembed.add_argument(
+        "--drop-old",
+        action="store_true",
+        help="delete the old model's faces once every one of them is re-embedded",
+    )
+    add_encoder_arguments(reembed)
+    reembed.set_defaults(handler=run_reembed)
+
+
+def _store(args: argparse.Namespace):
+    from mobileface.gallery import GalleryStore
+
+    return GalleryStore(args.db, create=False)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from mobileface.cli._format import format_table
+
+    with _store(args) as store:
+        people = store.persons(name=args.name)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in people], indent=2))
+        return 0
+    if not people:
+        print("no persons enrolled")
+        return 0
+    rows = []
+    for p in people:
+        models = sorted({f.model.name for f in p.faces})
+        rows.append([p.id, p.name, len(p.faces), ", ".join(models), p.created_at[:19]])
+    print(format_table(["id", "name", "faces", "models", "enrolled (UTC)"], rows))
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        people = [store.person(i).to_dict() for i in args.ids]
+    print(json.dumps(people if len(people) > 1 else people[0], indent=2))
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        for person_id in args.ids:
+            person = store.person(person_id)
+            store.remove_person(person_id)
+            print(f"removed person {person.id} {person.name!r} ({len(person.faces)} faces)")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        report = {
+            "path": str(store.path),
+            "integrity": store.integrity_check(),
+            "schema_version": store.schema_version,
+            "persons": store.count_persons(),
+            "faces": store.count_faces(),
+            "models": [m.to_dict() for m in store.models()],
+        }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(
+            f"{report['path']}: integrity {report['integrity']}, schema v{report['schema_version']}"
+        )
+        print(f"{report['persons']} persons, {report['faces']} faces")
+        for m in report["models"]:
+            print(
+                f"  {m['model']}@{m['model_version']}: {m['faces']} faces of {m['persons']} "
+                f"persons, {m['dim']}-d"
+            )
+    return 0 if report["integrity"] == "ok" else 1
+
+
+def run_reembed(args: argparse.Namespace) -> int:
+    from mobileface.gallery import Gallery, ModelKey
+    from mobileface.gallery.pipeline import encoder_from_args
+
+    source = ModelKey.parse(args.from_model) if args.from_model else None
+    with Gallery(_store(args), encoder_from_args(args)) as gallery:
+
+        def progress(done: int, total: int) -> None:
+            if sys.stderr.isatty() and (done % 50 == 0 or done == total):
+                print(f"\r{done}/{total} faces", end="" if done < total else "\n", file=sys.stderr)
+
+        report = gallery.reembed(source, args.images, drop_old=args.drop_old, progress=progress)
+    print(
+        f"{report.source} -> {report.target}: {report.embedded} faces embedded, "
+        f"{report.already} already done, {len(report.missing)} without a photo or file, "
+        f"{len(report.failed)} failed"
+    )
+    for face_id, sha in report.missing[:20]:
+        print(f"  face {face_id}: no kept photo and no file with SHA-256 {sha}", file=sys.stderr)
+    for label, reason in report.failed[:20]:
+        print(f"  {label}: {reason}", file=sys.stderr)
+    if report.dropped:
+        print(f"removed {report.dropped} faces of {report.source}")
+    elif args.drop_old:
+        print(f"kept the faces of {report.source}: not every one could be re-embedded")
+    return 0 if not report.missing and not report.failed else 1

@@ -1,0 +1,630 @@
+"""The gallery store: persons and their face embeddings in one SQLite file.
+
+SQLite runs in WAL mode with ``synchronous=FULL``: once :meth:`GalleryStore.enroll` returns,
+the enrolment survives a killed process (and a power cut). Every enrolment is one transaction,
+so a crash leaves either all of it or none of it.
+
+The schema is versioned with ``PRAGMA user_version`` and brought up to date on open by the
+ordered :data:`MIGRATIONS`, each applied in its own transaction; a file written by a newer
+mobileface is refused rather than guessed at.
+
+Embeddings are stored L2-normalised as little-endian float32, tagged with the model that made
+them (:class:`ModelKey`: name and version). Embeddings of different models never mix: every
+read that feeds a search names its model. Triggers keep a per-model revision counter that any
+change to that model's faces bumps, so search indexes (here or in another process) can tell
+cheaply that they are stale.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobileface.errors import DataFormatError, MobileFaceError
+
+EMBEDDING_DTYPE = np.dtype("<f4")
+
+
+class UnknownPersonError(MobileFaceError, LookupError):
+    """No person with the given id is in the gallery."""
+
+
+class ModelMismatchError(MobileFaceError):
+    """The gallery holds no embeddings of the model in use (they are of another model)."""
+
+
+@dataclass(frozen=True, order=True)
+class ModelKey:
+    """Which model made an embedding: its name and a version (a digest of its weights)."""
+
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @classmethod
+    def parse(cls, text: str) -> ModelKey:
+        name, sep, version = text.rpartition("@")
+        if not sep or not name or not version:
+            raise DataFormatError(f"{text!r}: a model is written NAME@VERSION")
+        return cls(name, version)
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One enrolled face (the embedding itself is read only by searches)."""
+
+    id: int
+    person_id: int
+    model: ModelKey
+    image_sha256: str
+    box: tuple[float, float, float, float] | None
+    det_score: float | None
+    created_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model.name,
+            "model_version": self.model.version,
+            "image_sha256": self.image_sha256,
+            "box": list(self.box) if self.box is not None else None,
+            "det_score": self.det_score,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    name: str
+    metadata: dict[str, Any]
+    created_at: str
+    faces: tuple[FaceRecord, ...] = ()
+    photos: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "metadata": self.metadata,
+            "created_at": self.created_at,
+            "faces": [f.to_dict() for f in self.faces],
+            "photos": self.photos,
+        }
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """A face to insert: its L2-normalised embedding and where it came from."""
+
+    embedding: np.ndarray
+    image_sha256: str
+    box: Sequence[float] | None = None
+    det_score: float | None = None
+    photo: bytes | None = None  # the source file, kept only when asked
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    model: ModelKey
+    dim: int
+    faces: int
+    persons: int
+    revision: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.name,
+            "model_version": self.model.version,
+            "dim": self.dim,
+            "faces": self.faces,
+            "persons": self.persons,
+            "revision": self.revision,
+        }
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...] = field(repr=False)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "persons, faces tagged by model, per-model revision counters",
+        (
+            """CREATE TABLE meta (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL
+            )""",
+            """CREATE TABLE persons (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                name TEXT NOT NULL CHECK (length(trim(name)) > 0),
+                metadata TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(metadata)),
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX persons_name ON persons (name)",
+            """CREATE TABLE faces (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                person_id INTEGER NOT NULL REFERENCES persons (id) ON DELETE CASCADE,
+                model_name TEXT NOT NULL,
+                model_version TEXT NOT NULL,
+                dim INTEGER NOT NULL CHECK (dim > 0),
+                embedding BLOB NOT NULL CHECK (length(embedding) = 4 * dim),
+                image_sha256 TEXT NOT NULL,
+                box TEXT CHECK (box IS NULL OR json_valid(box)),
+                det_score REAL,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX faces_person ON faces (person_id)",
+            "CREATE INDEX faces_model ON faces (model_name, model_version, id)",
+            """CREATE TABLE model_revisions (
+                model_name TEXT NOT NULL,
+                model_version TEXT NOT NULL,
+                revision INTEGER NOT NULL,
+                PRIMARY KEY (model_name, model_version)
+            )""",
+            """CREATE TRIGGER faces_insert_revision AFTER INSERT ON faces BEGIN
+                INSERT INTO model_revisions (model_name, model_version, revision)
+                VALUES (NEW.model_name, NEW.model_version, 1)
+                ON CONFLICT (model_name, model_version) DO UPDATE SET revision = revision + 1;
+            END""",
+            """CREATE TRIGGER faces_delete_revision AFTER DELETE ON faces BEGIN
+                INSERT INTO model_revisions (model_name, model_version, revision)
+                VALUES (OLD.model_name, OLD.model_version, 1)
+                ON CONFLICT (model_name, model_version) DO UPDATE SET revision = revision + 1;
+            END""",
+        ),
+    ),
+    Migration(
+        2,
+        "photos: source images, kept only on request (re-embedding for a new model uses them)",
+        (
+            """CREATE TABLE photos (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                person_id INTEGER NOT NULL REFERENCES persons (id) ON DELETE CASCADE,
+                sha256 TEXT NOT NULL,
+                data BLOB NOT NULL,
+                created_at TEXT NOT NULL,
+                UNIQUE (person_id, sha256)
+            )""",
+        ),
+    ),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_embedding(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=EMBEDDING_DTYPE).tobytes()
+
+
+def decode_embeddings(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    """Stack float32 blobs into an (N, dim) array."""
+    if not blobs:
+        return np.zeros((0, dim), np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=EMBEDDING_DTYPE).reshape(len(blobs), dim).copy()
+
+
+class GalleryStore:
+    """A gallery file; safe to share between threads (calls are serialised by a lock).
+
+    Several processes may open the same file: SQLite's locking keeps writes atomic, and
+    readers see only committed enrolments.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise DataFormatError(f"{self.path}: no such gallery")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            if mode.lower() != "wal":
+                raise DataFormatError(f"{self.path}: could not switch to WAL mode ({mode})")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            raise DataFormatError(f"{self.path}: not a usable gallery database ({exc})") from exc
+        except BaseException:
+            self._close_quietly()
+            raise
+
+    # -- connection, transactions, schema -------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _close_quietly(self) -> None:
+        with suppress(Exception):  # already failing: report the first error
+            self._db.close()
+
+    def __enter__(self) -> GalleryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``): committed on success, else rolled back."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._query("PRAGMA user_version")[0][0])
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > SCHEMA_VERSION:
+            raise DataFormatError(
+                f"{self.path}: gallery schema version {current} is newer than this mobileface "
+                f"understands ({SCHEMA_VERSION}); upgrade mobileface"
+            )
+        for migration in MIGRATIONS:
+            if migration.version <= current:
+                continue
+            with self.transaction() as db:
+                # Re-read inside the write lock: another process may have migrated meanwhile.
+                if db.execute("PRAGMA user_version").fetchone()[0] >= migration.version:
+                    continue
+                for statement in migration.statements:
+                    db.execute(statement)
+                if migration.version == 1:
+                    db.execute(
+                        "INSERT INTO meta (key, value) VALUES ('gallery_id', ?), ('created_at', ?)",
+                        (uuid.uuid4().hex, utc_now()),
+                    )
+                db.execute(f"PRAGMA user_version = {migration.version}")
+
+    @property
+    def gallery_id(self) -> str:
+        """A random id fixed when the file was created (ties index files to their database)."""
+        return str(self._query("SELECT value FROM meta WHERE key = 'gallery_id'")[0][0])
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` plus a foreign-key check: ``"ok"`` when sound."""
+        rows = self._query("PRAGMA integrity_check")
+        result = "; ".join(str(r[0]) for r in rows)
+        if result != "ok":
+            return result
+        dangling = self._query("PRAGMA foreign_key_check")
+        return "ok" if not dangling else f"{len(dangling)} rows with dangling references"
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def enroll(
+        self,
+        name: str,
+        faces: Sequence[NewFace],
+        model: ModelKey,
+        *,
+        person_id: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[Person, list[int], tuple[int, int]]:
+        """Create a person (or add to ``person_id``) with ``faces``, in one transaction.
+
+        Faces whose image is already enrolled for this person and model are skipped. Returns
+        the person, the ids of the new faces, and the model's revision before and after.
+        """
+        name = name.strip() if name else ""
+        if person_id is None and not name:
+            raise DataFormatError("a person needs a non-empty name")
+        meta_json = json.dumps(metadata or {}, ensure_ascii=False, sort_keys=True)
+        now = utc_now()
+        with self.transaction() as db:
+            before = self._revision(db, model)
+            if person_id is None:
+                cur = db.execute(
+                    "INSERT INTO persons (name, metadata, created_at) VALUES (?, ?, ?)",
+                    (name, meta_json, now),
+                )
+                person_id = int(cur.lastrowid)
+            else:
+                if (
+                    db.execute("SELECT 1 FROM persons WHERE id = ?", (person_id,)).fetchone()
+                    is None
+                ):
+                    raise UnknownPersonError(f"no person with id {person_id}")
+                if metadata:
+                    db.execute(
+                        "UPDATE persons SET metadata = json_patch(metadata, ?) WHERE id = ?",
+                        (meta_json, person_id),
+                    )
+            face_ids = self._insert_faces(db, person_id, faces, model, now)
+            after = self._revision(db, model)
+        return self.person(person_id), face_ids, (before, after)
+
+    def _insert_faces(
+        self,
+        db: sqlite3.Connection,
+        person_id: int,
+        faces: Sequence[NewFace],
+        model: ModelKey,
+        now: str,
+    ) -> list[int]:
+        have = {
+            r[0]
+            for r in db.execute(
+                "SELECT image_sha256 FROM faces WHERE person_id = ? AND model_name = ? "
+                "AND model_version = ?",
+                (person_id, model.name, model.version),
+            )
+        }
+        ids = []
+        for face in faces:
+            vector = np.asarray(face.embedding, dtype=np.float32).reshape(-1)
+            if not np.all(np.isfinite(vector)):
+                raise DataFormatError("refusing to store an embedding with NaN or inf")
+            if face.photo is not None:
+                db.execute(
+                    "INSERT OR IGNORE INTO photos (person_id, sha256, data, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (person_id, face.image_sha256, face.photo, now),
+                )
+            if face.image_sha256 in have:
+                continue
+            have.add(face.image_sha256)
+            box = (
+                json.dumps([round(float(v), 2) for v in face.box]) if face.box is not None else None
+            )
+            cur = db.execute(
+                "INSERT INTO faces (person_id, model_name, model_version, dim, embedding, "
+                "image_sha256, box, det_score, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    person_id,
+                    model.name,
+                    model.version,
+                    int(vector.size),
+                    encode_embedding(vector),
+                    face.image_sha256,
+                    box,
+                    None if face.det_score is None else float(face.det_score),
+                    now,
+                ),
+            )
+            ids.append(int(cur.lastrowid))
+        return ids
+
+    def remove_person(self, person_id: int) -> None:
+        """Delete a person with all their faces and photos."""
+        with self.transaction() as db:
+            cur = db.execute("DELETE FROM persons WHERE id = ?", (person_id,))
+            if cur.rowcount == 0:
+                raise UnknownPersonError(f"no person with id {person_id}")
+
+    def remove_model(self, model: ModelKey) -> int:
+        """Delete every face of ``model``; returns how many."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "DELETE FROM faces WHERE model_name = ? AND model_version = ?",
+                (model.name, model.version),
+            )
+            return int(cur.rowcount)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def person(self, person_id: int) -> Person:
+        rows = self._query(
+            "SELECT id, name, metadata, created_at FROM persons WHERE id = ?", (person_id,)
+        )
+        if not rows:
+            raise UnknownPersonError(f"no person with id {person_id}")
+        faces = self._faces_of([person_id]).get(person_id, ())
+        photos = self._query("SELECT count(*) FROM photos WHERE person_id = ?", (person_id,))
+        return _person(rows[0], faces, int(photos[0][0]))
+
+    def persons(
+        self, *, name: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[Person]:
+        """Persons by id, with their faces; ``name`` filters on the exact name."""
+        sql = "SELECT id, name, metadata, created_at FROM persons"
+        params: list[Any] = []
+        if name is not None:
+            sql += " WHERE name = ?"
+            params.append(name.strip())
+        sql += " ORDER BY id LIMIT ? OFFSET ?"
+        params += [-1 if limit is None else int(limit), int(offset)]
+        rows = self._query(sql, params)
+        faces = self._faces_of([r[0] for r in rows])
+        photo_counts = dict(
+            self._query("SELECT person_id, count(*) FROM photos GROUP BY person_id")
+        )
+        return [_person(r, faces.get(r[0], ()), photo_counts.get(r[0], 0)) for r in rows]
+
+    def count_persons(self, name: str | None = None) -> int:
+        if name is not None:
+            rows = self._query("SELECT count(*) FROM persons WHERE name = ?", (name.strip(),))
+            return int(rows[0][0])
+        return int(self._query("SELECT count(*) FROM persons")[0][0])
+
+    def count_faces(self, model: ModelKey | None = None) -> int:
+        if model is None:
+            return int(self._query("SELECT count(*) FROM faces")[0][0])
+        return int(
+            self._query(
+                "SELECT count(*) FROM faces WHERE model_name = ? AND model_version = ?",
+                (model.name, model.version),
+            )[0][0]
+        )
+
+    def names(self, person_ids: Sequence[int]) -> dict[int, str]:
+        if not len(person_ids):
+            return {}
+        ids = [int(i) for i in person_ids]
+        marks = ",".join("?" * len(ids))
+        return dict(self._query(f"SELECT id, name FROM persons WHERE id IN ({marks})", ids))
+
+    def _faces_of(self, person_ids: Sequence[int]) -> dict[int, tuple[FaceRecord, ...]]:
+        out: dict[int, list[FaceRecord]] = {}
+        for start in range(0, len(person_ids), 500):
+            chunk = [int(i) for i in person_ids[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                "SELECT id, person_id, model_name, model_version, image_sha256, box, det_score, "
+                f"created_at FROM faces WHERE person_id IN ({marks}) ORDER BY id",
+                chunk,
+            )
+            for fid, pid, mname, mver, sha, box, score, created in rows:
+                out.setdefault(pid, []).append(
+                    FaceRecord(
+                        id=fid,
+                        person_id=pid,
+                        model=ModelKey(mname, mver),
+                        image_sha256=sha,
+                        box=tuple(json.loads(box)) if box else None,
+                        det_score=score,
+                        created_at=created,
+                    )
+                )
+        return {k: tuple(v) for k, v in out.items()}
+
+    def models(self) -> list[ModelSummary]:
+        """The models whose embeddings the gallery holds, most faces first."""
+        rows = self._query(
+            "SELECT f.model_name, f.model_version, min(f.dim), count(*), "
+            "count(DISTINCT f.person_id), coalesce(r.revision, 0) FROM faces f "
+            "LEFT JOIN model_revisions r ON r.model_name = f.model_name "
+            "AND r.model_version = f.model_version "
+            "GROUP BY f.model_name, f.model_version ORDER BY count(*) DESC"
+        )
+        return [ModelSummary(ModelKey(r[0], r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    def model_keys(self) -> list[ModelKey]:
+        """The models the gallery holds faces of (cheap: no scan of the faces)."""
+        rows = self._query(
+            "SELECT model_name, model_version FROM model_revisions r WHERE EXISTS (SELECT 1 "
+            "FROM faces f WHERE f.model_name = r.model_name AND f.model_version = r.model_version)"
+        )
+        return [ModelKey(name, version) for name, version in rows]
+
+    def revision(self, model: ModelKey) -> int:
+        """A counter that every insert or delete of ``model``'s faces bumps."""
+        with self._lock:
+            return self._revision(self._db, model)
+
+    @staticmethod
+    def _revision(db: sqlite3.Connection, model: ModelKey) -> int:
+        row = db.execute(
+            "SELECT revision FROM model_revisions WHERE model_name = ? AND model_version = ?",
+            (model.name, model.version),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def face_owners(self, model: ModelKey) -> tuple[np.ndarray, np.ndarray, int]:
+        """All of ``model``'s face ids and their person ids (sorted by face id), and the
+        revision they reflect, read in one snapshot."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                revision = self._revision(self._db, model)
+                rows = self._db.execute(
+                    "SELECT id, person_id FROM faces WHERE model_name = ? AND model_version = ? "
+                    "ORDER BY id",
+                    (model.name, model.version),
+                ).fetchall()
+            finally:
+                self._db.execute("COMMIT")
+        arr = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        return arr[:, 0].copy(), arr[:, 1].copy(), revision
+
+    def embeddings(
+        self, model: ModelKey, face_ids: Sequence[int] | np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Face ids, person ids and (N, dim) embeddings of ``model`` (all, or ``face_ids``)."""
+        base = (
+            "SELECT id, person_id, dim, embedding FROM faces "
+            "WHERE model_name = ? AND model_version = ?"
+        )
+        if face_ids is None:
+            rows = self._query(base + " ORDER BY id", (model.name, model.version))
+        else:
+            rows = []
+            ids = [int(i) for i in face_ids]
+            for start in range(0, len(ids), 900):
+                chunk = ids[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                rows += self._query(
+                    f"{base} AND id IN ({marks}) ORDER BY id", (model.name, model.version, *chunk)
+                )
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        dims = {r[2] for r in rows}
+        if len(dims) != 1:
+            raise DataFormatError(f"{self.path}: model {model} has embeddings of sizes {dims}")
+        dim = dims.pop()
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        owners = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+        return ids, owners, decode_embeddings([r[3] for r in rows], dim)
+
+    def iter_faces(self, model: ModelKey) -> Iterator[tuple[int, int, str]]:
+        """(face id, person id, image sha256) of every face of ``model``."""
+        yield from self._query(
+            "SELECT id, person_id, image_sha256 FROM faces WHERE model_name = ? "
+            "AND model_version = ? ORDER BY id",
+            (model.name, model.version),
+        )
+
+    def has_face(self, person_id: int, image_sha256: str, model: ModelKey) -> bool:
+        return bool(
+            self._query(
+                "SELECT 1 FROM faces WHERE person_id = ? AND image_sha256 = ? AND model_name = ? "
+                "AND model_version = ?",
+                (person_id, image_sha256, model.name, model.version),
+            )
+        )
+
+    def photo(self, person_id: int, image_sha256: str) -> bytes | None:
+        rows = self._query(
+            "SELECT data FROM photos WHERE person_id = ? AND sha256 = ?", (person_id, image_sha256)
+        )
+        return bytes(rows[0][0]) if rows else None
+
+
+def _person(row: tuple, faces: Sequence[FaceRecord], photos: int) -> Person:
+    pid, name, metadata, created = row
+    return Person(
+        id=int(pid),
+        name=name,
+        metadata=json.loads(metadata),
+        created_at=created,
+        faces=tuple(faces),
+        photos=photos,
+    )
