@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -205,3 +206,53 @@ def test_two_process_ddp_under_torchrun(data_dir: Path, tmp_path: Path) -> None:
     losses = [r["loss/total"] for r in read_log(out)]
     assert len(losses) == 4 and all(map(lambda x: x == x, losses))
     assert yaml.safe_load((out / "config.yaml").read_text())["optim"]["batch_size"] == 8
+
+
+# ------------------------------------------------------------- distillation
+@pytest.fixture
+def tiny_folder(data_dir: Path, tmp_path: Path) -> Path:
+    """Three Pinterest identities with eight crops each, copied into a fresh folder."""
+    import shutil
+
+    root = tmp_path / "tiny"
+    for person in sorted(p for p in (data_dir / "pins-112").iterdir() if p.is_dir())[:3]:
+        (root / person.name).mkdir(parents=True)
+        for image in sorted(person.iterdir())[:8]:
+            shutil.copy(image, root / person.name / image.name)
+    return root
+
+
+def test_dlib_teacher_separates_identities(tiny_folder: Path) -> None:
+    pytest.importorskip("dlib")
+    from mobileface.image import load_image
+    from mobileface.train.distill import load_teacher
+
+    people = sorted(tiny_folder.iterdir())
+    crops = np.stack([load_image(p) for person in people for p in sorted(person.iterdir())])
+    embeddings = load_teacher("dlib")(crops)
+    embeddings -= embeddings.mean(axis=0)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(len(people)), 8)
+    similarity = embeddings @ embeddings.T
+    same = (labels[:, None] == labels[None]) & ~np.eye(len(labels), dtype=bool)
+    different = labels[:, None] != labels[None]
+    assert similarity[same].mean() > similarity[different].mean() + 0.5
+
+
+@pytest.mark.slow
+def test_distillation_from_dlib_trains_and_resumes(tiny_folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("dlib")
+    cache = tmp_path / "teacher.npy"
+    overrides = tiny_overrides(6, **{"optim.batch_size": "8"}) + [
+        f"data.datasets=[{{type: folder, path: {tiny_folder}}}]",
+        f"distill={{teacher: dlib, kind: embedding, weight: 10, cache: {cache}, workers: 2}}",
+    ]
+    out = tmp_path / "run"
+    Trainer(load_config(TINY, overrides), out, stop_at_step=3).run()
+    assert np.load(cache).shape == (24, 128)
+    Trainer(load_config(TINY, overrides), out, resume=True).run()
+    records = read_log(out)
+    assert [r["step"] for r in records] == list(range(1, 7))
+    assert all(0 <= r["loss/distill"] <= 2 for r in records)
+    checkpoint = torch.load(out / "model.pt", weights_only=True)
+    assert checkpoint["step"] == 6

@@ -81,6 +81,8 @@ class DistillConfig(_Strict):
     kind: Literal["embedding", "similarity"] = "similarity"
     weight: float = Field(1.0, ge=0)
     cache: Path | None = None
+    center: bool = True  # subtract the teacher embeddings' mean before normalising
+    workers: int = Field(0, ge=0)  # processes computing the teacher's embeddings; 0: one per CPU
 
 
 class OptimConfig(_Strict):

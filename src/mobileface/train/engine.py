@@ -143,6 +143,19 @@ class Trainer:
                 "weight_decay": cfg.optim.head_weight_decay,
             },
         ]
+        self.distiller = None
+        if cfg.distill is not None:
+            from .distill import Distiller
+
+            self.distiller = Distiller(
+                cfg.distill, self.samples, self.image_size, self.model.embedding_size, info
+            ).to(info.device)
+            groups.append(
+                {
+                    "params": list(self.distiller.parameters()),
+                    "weight_decay": cfg.optim.weight_decay,
+                }
+            )
         if cfg.optim.name == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
         else:
@@ -163,21 +176,6 @@ class Trainer:
                 self.head = DistributedDataParallel(self.head)
         if cfg.model.compile:
             self.train_model = torch.compile(self.train_model)
-        if cfg.distill is not None:
-            from .distill import Distiller
-
-            self.distiller = Distiller(
-                cfg.distill, self.samples, self.image_size, self.model.embedding_size, info
-            )
-            self.distiller.to(info.device)
-            self.optimizer.add_param_group(
-                {
-                    "params": list(self.distiller.parameters()),
-                    "weight_decay": cfg.optim.weight_decay,
-                }
-            )
-        else:
-            self.distiller = None
         if cfg.eval is not None and info.is_main:
             from .callbacks import VerificationCallback
 
