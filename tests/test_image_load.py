@@ -36,6 +36,16 @@ def test_real_jpeg_decodes_to_rgb_matching_opencv(lfw_jpeg: Path) -> None:
     assert np.abs(image.astype(int) - reference.astype(int)).mean() < 2.0  # decoder rounding
 
 
+def test_fast_jpeg_path_gives_pillows_pixels(lfw_jpeg: Path, tmp_path: Path) -> None:
+    """Plain JPEGs are decoded by OpenCV for speed; the pixels must be Pillow's, and a JPEG
+    with trailing padding (still complete) must decode the same."""
+    pillow = np.asarray(Image.open(lfw_jpeg).convert("RGB"))
+    assert np.array_equal(load_image(lfw_jpeg), pillow)
+    padded = tmp_path / "padded.jpg"
+    padded.write_bytes(lfw_jpeg.read_bytes() + b"\0\0\n")
+    assert np.array_equal(load_image(padded), pillow)
+
+
 def test_bytes_and_path_give_the_same_pixels(lfw_jpeg: Path) -> None:
     assert np.array_equal(load_image(lfw_jpeg), load_image(lfw_jpeg.read_bytes()))
 

@@ -22,6 +22,8 @@ from .errors import ImageError
 DEFAULT_MAX_PIXELS = 40_000_000
 """Refuse images with more pixels than this (40 MP: above any phone photo in common use)."""
 
+EXIF_ORIENTATION = 0x0112
+
 BACKGROUND_RGB = (255, 255, 255)
 """Colour that transparent pixels are composited onto."""
 
@@ -82,6 +84,9 @@ def load_image(
                 f"{label}: {width}x{height} = {width * height:,} pixels exceeds the limit of "
                 f"{max_pixels:,} (refused before decoding: possible decompression bomb)"
             )
+        fast = _decode_plain_jpeg(img, data)
+        if fast is not None:
+            return fast
         try:
             img.load()
         except Image.DecompressionBombError as exc:
@@ -96,6 +101,30 @@ def load_image(
         except Exception as exc:  # a malformed EXIF block must not lose the image
             warnings.warn(f"{label}: EXIF orientation ignored: {exc}", stacklevel=2)
         return _to_rgb(img, label)
+
+
+def _decode_plain_jpeg(img, data: bytes) -> np.ndarray | None:  # img: PIL.Image.Image
+    """The common case, decoded by OpenCV's libjpeg-turbo: a complete RGB JPEG without EXIF
+    rotation (about 3x faster than Pillow's decode and conversion). ``None``: anything else,
+    including a file without its end marker, which Pillow then reports as truncated."""
+    if (
+        img.format != "JPEG"
+        or img.mode != "RGB"
+        or not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9")
+    ):
+        return None
+    try:
+        if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+            return None
+    except Exception:  # a malformed EXIF block: Pillow's path warns about it
+        return None
+    import cv2
+
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if bgr is None or bgr.shape[:2] != (img.height, img.width):
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _read_file(path: Path, label: str) -> bytes:
