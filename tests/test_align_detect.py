@@ -1,4 +1,4 @@
-"""Detectors on real photos (YuNet through OpenCV, dlib), model file resolution and download."""
+"""Detectors on real photos (YuNet through ONNX Runtime and OpenCV, dlib), model file resolution and download."""
 
 from __future__ import annotations
 
@@ -108,6 +108,29 @@ def test_yunet_handles_a_large_photo_like_a_small_one(yunet: YuNetDetector, lfw_
     crop_small, _ = align_image(small, precise)
     crop_big, _ = align_image(big, precise)
     assert np.abs(crop_small.astype(int) - crop_big.astype(int)).mean() < 9
+
+
+def test_onnxruntime_and_opencv_backends_find_the_same_faces(yunet_file: Path, data_dir) -> None:
+    """The default ONNX Runtime backend decodes YuNet exactly as cv2.FaceDetectorYN does."""
+    from mobileface.image import load_image
+
+    fast = YuNetDetector(yunet_file)
+    reference = YuNetDetector(yunet_file, backend="opencv")
+    assert fast.backend == "onnxruntime"
+    photos = sorted((data_dir / "lfw" / "images").glob("*/*.jpg"))[::400]
+    group = np.concatenate([load_image(p) for p in photos[:3]], axis=1)  # several faces
+    for image in [load_image(p) for p in photos] + [group]:
+        a, b = fast.detect(image), reference.detect(image)
+        assert len(a) == len(b) >= 1
+        for x, y in zip(a, b, strict=True):
+            assert np.abs(x.box - y.box).max() < 1e-3
+            assert np.abs(x.landmarks - y.landmarks).max() < 1e-3
+            assert abs(x.score - y.score) < 1e-4
+
+
+def test_unknown_backend_is_refused(yunet_file: Path) -> None:
+    with pytest.raises(ValueError, match="backend must be one of"):
+        YuNetDetector(yunet_file, backend="tflite")
 
 
 def test_no_face_gives_a_typed_error(yunet: YuNetDetector) -> None:

@@ -1,0 +1,404 @@
+"""Build the bundled default weights from a finished training run, measuring everything.
+
+    .venv/bin/python scripts/build_weights.py runs/mobilefacenet_shared/model.pt
+
+1. Exports the checkpoint as ONNX fp32 (batch norm folded, PReLU as Conv/Relu/Add) and int8
+   (QDQ, per-channel weights, calibrated on CelebA training crops), with parity checks.
+2. LFW View 2 end to end from the photos with the default detector and alignment (YuNet,
+   landmarks averaged over 6 views as `mobileface align` does, the centred face, 5-point
+   similarity onto the ArcFace template, flip): our fp32, our int8 and the peer in one run,
+   from the same crops. 10-fold accuracy, AUC, EER, TAR at FAR.
+3. Thresholds at FAR 1e-3 and 1e-4 on calibration pairs: View 2's 3,000 same pairs and
+   --different random pairs of different people among its images (seeded).
+4. Speed, 1 thread: network latency at batch 1 interleaved with the peer's, and an end-to-end
+   verify of two LFW photos.
+5. Writes NAME.onnx, NAME_int8.onnx, their JSON model cards and NAME.md into --out.
+
+Figures in the cards and README come from this script's output and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+LICENCE = (
+    "Code: Apache-2.0. These weights were trained on CelebA (licensed for non-commercial "
+    "research purposes only) and Pinterest celebrity crops, and distilled from dlib's ResNet "
+    "(face-recognition-models, CC0). They inherit CelebA's terms: non-commercial research "
+    "use only."
+)
+
+
+# ------------------------------------------------------------------ crops
+_detector = None
+
+
+def _start(options: dict) -> None:
+    global _detector
+    import cv2
+
+    from mobileface.evaluation.pipeline import open_detector
+
+    cv2.setNumThreads(1)
+    _detector = open_detector("yunet", **options)
+
+
+def _crop(path: str) -> tuple[bytes, bool]:
+    """PNG bytes of the aligned crop of ``path`` and whether a face was found."""
+    import cv2
+
+    from mobileface.align import align_image
+    from mobileface.errors import NoFaceError
+    from mobileface.evaluation.pipeline import centre_crop
+    from mobileface.image import load_image
+
+    image = load_image(path)
+    try:
+        crop, found = align_image(image, _detector, policy="central")[0], True
+    except NoFaceError:
+        crop, found = centre_crop(image, (112, 112)), False
+    ok, png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    assert ok
+    return png.tobytes(), found
+
+
+def aligned_pair_set(lfw: Path, workers: int):
+    """LFW View 2 as a pair set over in-memory aligned crops (made once, for every model)."""
+    from tqdm import tqdm
+
+    from mobileface.data.pairs import read_pairs
+    from mobileface.evaluation.pipeline import EmbedOptions, ImageSource
+    from mobileface.evaluation.verification import pairs_from_list
+
+    pair_set = pairs_from_list(read_pairs(lfw / "pairs.txt", lfw / "images"), lfw / "images")
+    paths = [str(s.path) for s in pair_set.sources]
+    options = EmbedOptions(precise=True).detector_options()
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, _start, (options,)) as pool:
+        results = list(
+            tqdm(pool.imap(_crop, paths, chunksize=16), total=len(paths), desc="aligning LFW")
+        )
+    pair_set.sources = [
+        ImageSource(s.name, data=png) for s, (png, _) in zip(pair_set.sources, results, strict=True)
+    ]
+    no_face = [s.name for s, (_, found) in zip(pair_set.sources, results, strict=True) if not found]
+    return pair_set, no_face
+
+
+def calibration_pairs(pair_set, different: int, seed: int = 0):
+    """View 2's same pairs plus ``different`` random pairs of images of different people."""
+    rng = np.random.default_rng(seed)
+    people = np.array([s.name.split("/")[0] for s in pair_set.sources])
+    n = len(people)
+    a = rng.integers(0, n, size=different * 2)
+    b = rng.integers(0, n, size=different * 2)
+    keep = people[a] != people[b]
+    a, b = a[keep][:different], b[keep][:different]
+    same = pair_set.same
+    index_a = np.concatenate([pair_set.index_a[same], a])
+    index_b = np.concatenate([pair_set.index_b[same], b])
+    labels = np.concatenate([np.ones(int(same.sum()), bool), np.zeros(len(a), bool)])
+    return index_a, index_b, labels
+
+
+# ------------------------------------------------------------------ steps
+def export(checkpoint: Path, folder: Path, calib: Path) -> dict:
+    from mobileface.cli import main as cli
+
+    out = io.StringIO()
+    argv = ["export", str(checkpoint), "--onnx", str(folder / "fp32.onnx"), "--int8"]
+    argv += ["--calib", str(calib), "--int8-out", str(folder / "int8.onnx"), "--json"]
+    with contextlib.redirect_stdout(out):
+        status = cli(argv)
+    if status != 0:
+        sys.exit(f"export failed with status {status}")
+    return json.loads(out.getvalue())
+
+
+def evaluate(models: dict, pair_set, calib_pairs) -> dict:
+    from mobileface.evaluation.calibration import calibrate
+    from mobileface.evaluation.metrics import verification_metrics
+    from mobileface.evaluation.models import open_model
+    from mobileface.evaluation.pipeline import EmbedOptions, embed_images
+    from mobileface.evaluation.verification import score_pairs
+
+    results = {}
+    options = EmbedOptions(aligned=True, flip=True)
+    for label, spec in models.items():
+        model = open_model(str(spec), threads=2)
+        embeddings = embed_images(
+            pair_set.sources, model.embedder, options, model_key=model.cache_key, describe=label
+        )
+        scores = score_pairs(embeddings, pair_set.index_a, pair_set.index_b)
+        metrics = verification_metrics(scores, pair_set.same, pair_set.folds)
+        cal_scores = score_pairs(embeddings, calib_pairs[0], calib_pairs[1])
+        cal = calibrate(cal_scores, calib_pairs[2], [1e-3, 1e-4])
+        results[label] = {"metrics": metrics.to_dict(), "calibration": cal.to_dict()}
+    return results
+
+
+def speed(models: dict, lfw: Path, rounds: int = 7) -> dict:
+    import cv2
+
+    from mobileface.align import create_detector
+    from mobileface.runtime import open_embedder
+    from mobileface.runtime.bench import bench_model, bench_verify
+    from mobileface.runtime.verifier import FaceVerifier
+
+    cv2.setNumThreads(1)
+    per = {k: [] for k in models}
+    for _ in range(rounds):
+        for label, path in models.items():
+            per[label].append(bench_model(path, threads=1, batch=1, seconds=1.0).p50_ms)
+    out = {label: {"p50_ms": float(np.median(v))} for label, v in per.items()}
+    pair = [lfw / "images" / "Aaron_Peirsol" / f"Aaron_Peirsol_000{i}.jpg" for i in (1, 2)]
+    for label in ("fp32", "int8"):
+        verifier = FaceVerifier(
+            open_embedder(models[label], threads=1), detector=create_detector("yunet")
+        )
+        out[label]["verify_ms"] = bench_verify(verifier, *pair, runs=50)["ms"]
+    return out
+
+
+# ------------------------------------------------------------------ card
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def training_record(checkpoint: Path, config_path: Path) -> dict:
+    import torch
+    import yaml
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    config = yaml.safe_load(config_path.read_text())
+    log = checkpoint.parent / "log.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    evals = [r for r in records if any(k.startswith("eval/") for k in r)]
+    return {
+        "config": str(config_path.relative_to(ROOT)),
+        "recipe": config,
+        "steps": state.get("step"),
+        "images_seen": (state.get("step") or 0) * config["optim"]["batch_size"],
+        "last_view1_check": evals[-1] if evals else None,
+        "teacher": "dlib_face_recognition_resnet_model_v1 (face-recognition-models, CC0)",
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def write_card(
+    path: Path, name: str, onnx: Path, base: dict, evaluation: dict, speed_ms: dict
+) -> dict:
+    calibration = evaluation["calibration"]
+    card = {
+        "name": name,
+        **base,
+        "file": {
+            "onnx": onnx.name,
+            "sha256": sha256(onnx),
+            "size_mb": round(onnx.stat().st_size / 2**20, 3),
+        },
+        "thresholds": calibration["thresholds"],
+        "calibration": {k: v for k, v in calibration.items() if k != "thresholds"},
+        "results": {"lfw_view2": evaluation["metrics"]},
+        "speed": speed_ms,
+    }
+    path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    return card
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f} %"
+
+
+def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) -> str:
+    from mobileface.evaluation.metrics import far_key
+
+    rows = []
+    for label, r in results.items():
+        m = r["metrics"]
+        rows.append(
+            f"| {label} | {_pct(m['accuracy'])} +- {_pct(m['accuracy_std'])} | {m['auc']:.4f} "
+            f"| {_pct(m['eer'])} | {_pct(m['tar_at_far'].get(far_key(1e-3)))} "
+            f"| {speed_ms[label]['p50_ms']:.2f} ms |"
+        )
+    fp32 = cards["fp32"]
+    training = base["training"]
+    lines = [
+        f"# Model card: `{name}`",
+        "",
+        f"MobileFaceNet (Chen et al. 2018), 112x112 RGB input, {base['embedding_size']}-d "
+        "embedding, compared by cosine similarity. Trained by this project; built and measured "
+        f"by `python scripts/build_weights.py` on {base['built']} (commit {base['commit']}).",
+        "",
+        "## Files",
+        "",
+        "| file | size | SHA-256 |",
+        "|---|---|---|",
+    ]
+    for card in cards.values():
+        f = card["file"]
+        lines.append(f"| `{f['onnx']}` | {f['size_mb']:.2f} MB | `{f['sha256'][:16]}...` |")
+    lines += [
+        "",
+        "## Accuracy: LFW View 2, end to end from the photos",
+        "",
+        f"{base['lfw_pairs']:,} pairs, 10 folds (threshold chosen on nine, accuracy on the "
+        "tenth); YuNet "
+        "detection with landmarks averaged over 6 views, the centred face, 5-point similarity "
+        "alignment onto the ArcFace template, embedding of the crop plus its mirror image. "
+        f"Faces not found: {base['lfw_no_face']} of {base['lfw_images']:,} images (centre crop "
+        "used). The peer "
+        "(`../shared/peers`, comparison only, never shipped) goes through the same crops.",
+        "",
+        "| model | accuracy | AUC | EER | TAR at FAR 1e-3 | latency (1 thread, batch 1) |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "## Thresholds",
+        "",
+        "Cosine similarity thresholds at a false-accept rate of 1e-3 and 1e-4, measured on "
+        f"{fp32['calibration']['pairs']:,} LFW pairs: View 2's same pairs and "
+        f"{fp32['calibration']['different_pairs']:,} random pairs of different people among "
+        "its images (seed 0). LFW is a benchmark of celebrity photos; recalibrate on photos "
+        "like yours before relying on an operating point (`mobileface eval --calibrate`).",
+        "",
+        "| file | FAR 1e-3 | TAR there | FAR 1e-4 | TAR there |",
+        "|---|---|---|---|---|",
+    ]
+    for card in cards.values():
+        t, tar = card["thresholds"], card["calibration"]["tar"]
+        lines.append(
+            f"| `{card['file']['onnx']}` | {t.get('far_1e-3', float('nan')):.4f} | "
+            f"{_pct(tar.get('far_1e-3'))} | {t.get('far_1e-4', float('nan')):.4f} | "
+            f"{_pct(tar.get('far_1e-4'))} |"
+        )
+    verify = {k: speed_ms[k]["verify_ms"] for k in ("fp32", "int8")}
+    lines += [
+        "",
+        "## Speed",
+        "",
+        "ONNX Runtime, 1 thread, this project's 2-core x86 CPU. End-to-end verify of two "
+        "250x250 LFW photos (decode, detect, align, embed both, compare), OpenCV on 1 thread, "
+        "medians of 50 runs:",
+        "",
+        "| file | total | decode | detect | align | embed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, v in verify.items():
+        lines.append(
+            f"| {label} | {v['total']:.1f} ms | {v['decode']:.1f} | {v['detect']:.1f} | "
+            f"{v['align']:.1f} | {v['embed']:.1f} |"
+        )
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"Recipe: [`{training['config']}`](../../../{training['config']}) "
+        f"({training['steps']:,} steps of {training['recipe']['optim']['batch_size']}, "
+        f"{training['images_seen']:,} images seen). Data: the training sets of `../shared/data` "
+        "(CelebA test-partition and in-the-wild crops, CelebA `img_align_celeba` crops aligned "
+        "by `mobileface align`, Pinterest celebrity crops with LFW's people removed); never "
+        "LFW. Loss: ArcFace (s=64, m=0.5) plus embedding distillation from dlib's ResNet "
+        f"(teacher: {training['teacher']}), whose embeddings of the training crops were "
+        "computed once on dlib's own 150x150 chips.",
+        "",
+        "## Licence",
+        "",
+        base["licence"],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("checkpoint", type=Path, help="final training checkpoint (model.pt)")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs/mobilefacenet_shared.yaml")
+    parser.add_argument("--name", default="mobilefacenet")
+    parser.add_argument("--out", type=Path, default=ROOT / "src/mobileface/weights")
+    parser.add_argument("--lfw", type=Path, default=SHARED / "data/lfw")
+    parser.add_argument("--calib", type=Path, default=SHARED / "data/celeba-test-112")
+    parser.add_argument("--peer", type=Path, default=SHARED / "peers/mobilefacenet-peer.onnx")
+    parser.add_argument("--different", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    from mobileface.export.onnx import update_metadata
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        exported = export(args.checkpoint, folder, args.calib)
+        print(f"exported: fp32 {exported['size_mb']} MB, int8 {exported['int8']['size_mb']} MB")
+        models = {"fp32": folder / "fp32.onnx", "int8": folder / "int8.onnx"}
+        if args.peer.is_file():
+            models["peer"] = args.peer
+        pair_set, no_face = aligned_pair_set(args.lfw, args.workers)
+        calib_pairs = calibration_pairs(pair_set, args.different)
+        results = evaluate(models, pair_set, calib_pairs)
+        speed_ms = speed(models, args.lfw)
+
+        base = {
+            "architecture": "mobilefacenet",
+            "input_size": [112, 112],
+            "embedding_size": 128,
+            "normalization": {"mean": 127.5, "std": 128.0, "channels": "RGB"},
+            "training": training_record(args.checkpoint, args.config),
+            "licence": LICENCE,
+            "lfw_pairs": len(pair_set),
+            "lfw_images": len(pair_set.sources),
+            "lfw_no_face": len(no_face),
+            "export": exported,
+            "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "commit": git_commit(),
+            "measured_by": "python scripts/build_weights.py " + " ".join(sys.argv[1:]),
+            "peer_lfw_view2": results.get("peer", {}).get("metrics"),
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        cards = {}
+        for label, suffix in (("fp32", ""), ("int8", "_int8")):
+            thresholds = results[label]["calibration"]["thresholds"]
+            update_metadata(models[label], {"thresholds": thresholds})
+            target = args.out / f"{args.name}{suffix}.onnx"
+            shutil.copyfile(models[label], target)
+            cards[label] = write_card(
+                target.with_suffix(".json"),
+                f"{args.name}{suffix}",
+                target,
+                base,
+                results[label],
+                speed_ms[label],
+            )
+        text = markdown(args.name, cards, results, speed_ms, base)
+        (args.out / f"{args.name}.md").write_text(text, encoding="utf-8")
+    print(text)
+    print(f"done in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
