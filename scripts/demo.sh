@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export MOBILEFACE_DATA=${MOBILEFACE_DATA:-$(cd .. && pwd)/shared/data}
-.venv/bin/mobileface models "$@"
+.venv/bin/mobileface demo "$@"

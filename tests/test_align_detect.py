@@ -1,4 +1,4 @@
-"""Detectors on real photos (YuNet through ONNX Runtime and OpenCV, dlib), model file resolution and download."""
+"""Detectors on real photos (YuNet on ONNX Runtime and OpenCV, dlib), model files, download."""
 
 from __future__ import annotations
 

@@ -256,3 +256,16 @@ def test_distillation_from_dlib_trains_and_resumes(tiny_folder: Path, tmp_path: 
     assert all(0 <= r["loss/distill"] <= 2 for r in records)
     checkpoint = torch.load(out / "model.pt", weights_only=True)
     assert checkpoint["step"] == 6
+
+
+def test_model_init_starts_from_a_checkpoint(data_dir: Path, tmp_path: Path) -> None:
+    first = Trainer(load_config(TINY, tiny_overrides(2)), tmp_path / "first").run()
+    trained = torch.load(first, weights_only=True)["model"]
+    overrides = tiny_overrides(2) + [f"model.init={first}"]
+    second = Trainer(load_config(TINY, overrides), tmp_path / "second")
+    second._build()
+    for key, value in second.model.state_dict().items():
+        assert torch.equal(value, trained[key]), key
+    wrong = tiny_overrides(2) + [f"model.init={first}", "model.name=mobilefacenet_s"]
+    with pytest.raises(DataFormatError, match="holds a mobilefacenet, not a mobilefacenet_s"):
+        Trainer(load_config(TINY, wrong), tmp_path / "third")._build()

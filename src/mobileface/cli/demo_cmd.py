@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-benchmark", action="store_true", help="only verify the pairs")
     parser.add_argument(
+        "--cache", type=Path, help="embedding cache file (default: the mobileface cache folder)"
+    )
+    parser.add_argument(
         "--fast-detect", action="store_true", help="one-view landmarks in the benchmark (faster)"
     )
     parser.set_defaults(handler=run)
@@ -122,6 +125,8 @@ def benchmark(args: argparse.Namespace, lfw: Path) -> int:
         argv += ["--model", model]
     if args.fast_detect:
         argv.append("--fast-detect")
+    if args.cache:
+        argv += ["--cache", str(args.cache)]
     eval_args = build_parser().parse_args(argv)
     print("LFW View 2 benchmark, end to end from the photos:")
     start = time.perf_counter()

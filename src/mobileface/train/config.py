@@ -30,6 +30,7 @@ class ModelConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     channels_last: bool = True
     compile: bool = False
+    init: Path | None = None  # start from this checkpoint's weights (same architecture)
 
 
 class DatasetConfig(_Strict):

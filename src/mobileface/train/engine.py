@@ -97,6 +97,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def initial_weights(path: Path, name: str) -> nn.Module:
+    """The model of checkpoint ``path``, which must be a ``name`` model (``model.init``)."""
+    from mobileface.models.checkpoint import load_model_checkpoint
+
+    model = load_model_checkpoint(path)
+    if model.model_name != name:
+        raise DataFormatError(f"model.init: {path} holds a {model.model_name}, not a {name}")
+    return model
+
+
 class Trainer:
     """Builds everything from a :class:`Config` and runs (or resumes) training into ``out_dir``."""
 
@@ -122,6 +132,8 @@ class Trainer:
         seed_everything(cfg.train.seed + info.rank)
         self.samples = build_samples(cfg.data.datasets)
         model = create_model(cfg.model.name, **cfg.model.kwargs)
+        if cfg.model.init is not None and not self.resume:
+            model.load_state_dict(initial_weights(cfg.model.init, cfg.model.name).state_dict())
         self.image_size = tuple(model.input_size)
         memory = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
         self.model = model.to(info.device, memory_format=memory)
