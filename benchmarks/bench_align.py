@@ -7,8 +7,8 @@ landmarks (6 views) and for ``--fast`` (one view).
 
 Part 2: YuNet latency per call of ``detect`` on an RGB array at 250x250 (an LFW photo) and
 1280x720 (the same face placed in an HD frame), after warm-up: median and p90 over repeated
-calls, for one view (``create_detector("yunet")``, with OpenCV's default thread count and
-with one thread) and for the precise 6 views.
+calls, for one view with each backend (OpenCV's DNN module, with its default thread count and
+with one thread, beside ONNX Runtime on one thread, the default) and for the precise 6 views.
 
     .venv/bin/python benchmarks/bench_align.py                   # all of LFW, 1 and 2 workers
     .venv/bin/python benchmarks/bench_align.py --limit 3000 --repeats 200 --json out.json
@@ -81,16 +81,22 @@ def main() -> int:
 
     from mobileface.align import PRECISE_YUNET
 
+    opencv = create_detector("yunet", backend="opencv")
     fast, precise = create_detector("yunet"), create_detector("yunet", **PRECISE_YUNET)
     photo = load_image(lfw / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg")
     hd = np.full((720, 1280, 3), 110, np.uint8)
     hd[235:485, 515:765] = photo
     latency = []
     default_threads = cv2.getNumThreads()
-    for views, detector, threads in ((1, fast, default_threads), (1, fast, 1), (6, precise, 1)):
+    for views, detector, threads in (
+        (1, opencv, default_threads),
+        (1, opencv, 1),
+        (1, fast, 1),
+        (6, precise, 1),
+    ):
         cv2.setNumThreads(threads)
         for label, image in (("250x250", photo), ("1280x720", hd)):
-            row = {"size": label, "views": views, "threads": threads}
+            row = {"size": label, "views": views, "threads": threads, "backend": detector.backend}
             latency.append({**row, **_latency(detector, image, args)})
     cv2.setNumThreads(default_threads)
     results["detector_latency_ms"] = latency
@@ -105,7 +111,8 @@ def main() -> int:
         )
     for row in latency:
         print(
-            f"YuNet detect {row['size']:>9}, {row['views']} view(s), {row['threads']} thread(s): "
+            f"YuNet ({row['backend']:>11}) {row['size']:>9}, {row['views']} view(s), "
+            f"{row['threads']} thread(s): "
             f"median {row['median']:.2f} ms, p90 {row['p90']:.2f} ms, median CPU "
             f"{row['cpu_median']:.2f} ms ({row['faces']} face(s))"
         )

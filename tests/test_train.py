@@ -254,6 +254,14 @@ def test_distillation_from_dlib_trains_and_resumes(tiny_folder: Path, tmp_path: 
     records = read_log(out)
     assert [r["step"] for r in records] == list(range(1, 7))
     assert all(0 <= r["loss/distill"] <= 2 for r in records)
+    # The targets: the cached raw embeddings, centred on their mean and L2-normalised.
+    raw = np.load(cache)
+    trainer = Trainer(load_config(TINY, overrides), tmp_path / "x")
+    trainer._build()
+    table = trainer.distiller.teacher.numpy()
+    centred = raw - raw.mean(axis=0)
+    np.testing.assert_allclose(np.linalg.norm(table, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(table, centred / np.linalg.norm(centred, axis=1)[:, None], atol=1e-5)
     checkpoint = torch.load(out / "model.pt", weights_only=True)
     assert checkpoint["step"] == 6
 

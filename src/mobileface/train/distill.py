@@ -115,7 +115,9 @@ def teacher_embeddings(
         raise ValueError(
             f"{path}: {table.shape[0]} teacher embeddings for {len(samples.refs)} samples"
         )
-    return table
+    if config.center:
+        table -= table.mean(axis=0)
+    return table / np.linalg.norm(table, axis=1, keepdims=True).clip(1e-12)
 
 
 _worker_teacher: TeacherFn | None = None
