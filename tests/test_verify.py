@@ -186,7 +186,8 @@ def test_verify_cli_errors(onnx_file: Path, photos, noise_png: Path, tmp_path: P
     result = _cli("verify", str(photos["a1"]), str(photos["a2"]), "-m", str(garbage))
     assert result.returncode == 1 and "not a usable ONNX model" in result.stderr
     result = _cli("verify", str(photos["a1"]), str(photos["a2"]), "-m", "nonesuch")
-    assert result.returncode == 1 and "--model PATH.onnx" in result.stderr
+    assert result.returncode == 1 and "neither a model file nor bundled weights" in result.stderr
+    assert "bundled: mobilefacenet" in result.stderr
 
 
 def test_embed_cli(onnx_file: Path, photos, noise_png: Path, tmp_path: Path) -> None:
