@@ -61,22 +61,17 @@ def _start(options: dict) -> None:
 
 
 def _crop(path: str) -> tuple[bytes, bool]:
-    """PNG bytes of the aligned crop of ``path`` and whether a face was found."""
+    """PNG bytes of the crop ``mobileface eval`` makes of ``path`` and whether a face was found."""
     import cv2
 
-    from mobileface.align import align_image
-    from mobileface.errors import NoFaceError
-    from mobileface.evaluation.pipeline import centre_crop
-    from mobileface.image import load_image
+    from mobileface.evaluation.pipeline import OK, EmbedOptions, ImageSource, _make_crop
 
-    image = load_image(path)
-    try:
-        crop, found = align_image(image, _detector, policy="central")[0], True
-    except NoFaceError:
-        crop, found = centre_crop(image, (112, 112)), False
+    source = ImageSource(path, path=Path(path))
+    options = EmbedOptions(policy="central")
+    crop, meta = _make_crop(source, source.read(), options, (112, 112), _detector)
     ok, png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     assert ok
-    return png.tobytes(), found
+    return png.tobytes(), meta["status"] == OK
 
 
 def aligned_pair_set(lfw: Path, workers: int):

@@ -18,6 +18,7 @@ from ..errors import ModelFileError
 
 STRIDES = (8, 16, 32)
 PAD_TO = 32
+OUTPUTS = [f"{kind}_{s}" for s in STRIDES for kind in ("cls", "obj", "bbox", "kps")]
 
 
 class OrtYuNet:
@@ -36,8 +37,7 @@ class OrtYuNet:
         self.session = open_session(model_path, threads)
         inputs = self.session.get_inputs()
         outputs = {o.name for o in self.session.get_outputs()}
-        wanted = {f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in STRIDES}
-        if len(inputs) != 1 or not wanted <= outputs:
+        if len(inputs) != 1 or not set(OUTPUTS) <= outputs:
             raise ModelFileError(f"{model_path}: not a YuNet (2023mar) model")
         self.input_name = inputs[0].name
         self.score_threshold = score_threshold
@@ -54,8 +54,7 @@ class OrtYuNet:
         pad_h, pad_w = -(-h // PAD_TO) * PAD_TO, -(-w // PAD_TO) * PAD_TO
         blob = np.zeros((1, 3, pad_h, pad_w), dtype=np.float32)
         blob[0, :, :h, :w] = bgr.transpose(2, 0, 1)
-        names = [f"{kind}_{s}" for s in STRIDES for kind in ("cls", "obj", "bbox", "kps")]
-        maps = dict(zip(names, self.session.run(names, {self.input_name: blob}), strict=True))
+        maps = dict(zip(OUTPUTS, self.session.run(OUTPUTS, {self.input_name: blob}), strict=True))
         faces = np.concatenate([self._decode(maps, s, pad_h // s, pad_w // s) for s in STRIDES])
         if len(faces) == 0:
             return 0, None

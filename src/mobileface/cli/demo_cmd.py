@@ -83,11 +83,12 @@ def pick_pairs(lfw: Path, count: int) -> list:
 
 def verify_pairs(args: argparse.Namespace, lfw: Path) -> int:
     """Verify each picked pair; returns how many decisions were right."""
+    from mobileface.evaluation.models import default_model_spec
     from mobileface.runtime import open_embedder
     from mobileface.runtime.verifier import FALLBACK_THRESHOLD, FaceVerifier
 
     verifier = FaceVerifier(
-        open_embedder(args.model or default_model()), fallback_threshold=FALLBACK_THRESHOLD
+        open_embedder(args.model or default_model_spec()), fallback_threshold=FALLBACK_THRESHOLD
     )
     pairs = pick_pairs(lfw, args.pairs)
     verifier.verify(pairs[0].image_a, pairs[0].image_b)  # warm-up: the detector loads
@@ -118,10 +119,11 @@ def verify_pairs(args: argparse.Namespace, lfw: Path) -> int:
 
 def benchmark(args: argparse.Namespace, lfw: Path) -> int:
     from mobileface.cli import build_parser
+    from mobileface.evaluation.models import default_model_spec
 
     argv = ["eval", "--pairs", str(lfw / "pairs.txt"), "--images", str(lfw / "images")]
     argv += ["--flip", "--report", str(args.out)]
-    for model in [args.model or default_model()] + args.compare:
+    for model in [args.model or default_model_spec()] + args.compare:
         argv += ["--model", model]
     if args.fast_detect:
         argv.append("--fast-detect")
@@ -133,16 +135,6 @@ def benchmark(args: argparse.Namespace, lfw: Path) -> int:
     status = eval_args.handler(eval_args)
     print(f"\nbenchmark: {time.perf_counter() - start:.0f} s; ROC plot: {args.out / 'roc.png'}")
     return status
-
-
-def default_model() -> str:
-    from mobileface import weights
-    from mobileface.errors import ModelFileError
-
-    name = weights.default_weights_name()
-    if not name:
-        raise ModelFileError(f"no --model given and {weights.NO_WEIGHTS_HINT}")
-    return name
 
 
 def run(args: argparse.Namespace) -> int:
