@@ -77,6 +77,32 @@ def test_bad_configs_name_the_problem(tmp_path: Path, text: str, message: str) -
         load_config(write_config(tmp_path, text))
 
 
+def test_a_config_can_start_from_a_base_config(tmp_path: Path) -> None:
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "base.yaml").write_text(
+        "data: {datasets: [{path: crops}]}\n"
+        "optim: {lr: 0.1, momentum: 0.8}\n"
+        "schedule: {steps: 50, warmup_steps: 5}\n"
+    )
+    stage = tmp_path / "stage2.yaml"
+    stage.write_text(
+        "base: recipes/base.yaml\nmodel: {init: runs/first.pt}\n"
+        "optim: {lr: 0.02}\nschedule: {steps: 80}\n"
+    )
+    config = load_config(stage, ["schedule.warmup_steps=0"])
+    assert (config.optim.lr, config.optim.momentum) == (0.02, 0.8)  # sections merge by key
+    assert (config.schedule.steps, config.schedule.warmup_steps) == (80, 0)
+    # Each file's relative paths are relative to that file.
+    assert config.data.datasets[0].path.resolve() == (tmp_path / "recipes" / "crops").resolve()
+    assert config.model.init.resolve() == (tmp_path / "runs" / "first.pt").resolve()
+    (tmp_path / "recipes" / "base.yaml").write_text("base: ../stage2.yaml\n")
+    with pytest.raises(DataFormatError, match="loops back"):
+        load_config(stage)
+    stage.write_text("base: missing.yaml\n")
+    with pytest.raises(DataFormatError, match="missing.yaml: no such config file"):
+        load_config(stage)
+
+
 def test_missing_data_is_a_clear_error(tmp_path: Path) -> None:
     path = write_config(tmp_path, "data: {datasets: [{path: nowhere}]}\nschedule: {steps: 5}")
     trainer = Trainer(load_config(path), tmp_path / "out")
@@ -274,6 +300,16 @@ def test_model_init_starts_from_a_checkpoint(data_dir: Path, tmp_path: Path) -> 
     second._build()
     for key, value in second.model.state_dict().items():
         assert torch.equal(value, trained[key]), key
+    assert second.warm_started == []  # model.pt holds no head: a fresh one
+    # A training checkpoint of the same data also gives its margin head: a warm restart.
+    checkpoint = first.parent / "checkpoints" / "step_00000002.pt"
+    overrides = tiny_overrides(2) + [f"model.init={checkpoint}"]
+    third = Trainer(load_config(TINY, overrides), tmp_path / "third")
+    third._build()
+    assert third.warm_started == ["head"]
+    head = torch.load(checkpoint, weights_only=True)["head_shards"][0]
+    for key, value in third.head.state_dict().items():
+        assert torch.equal(value, head[key]), key
     wrong = tiny_overrides(2) + [f"model.init={first}", "model.name=mobilefacenet_s"]
     with pytest.raises(DataFormatError, match="holds a mobilefacenet, not a mobilefacenet_s"):
         Trainer(load_config(TINY, wrong), tmp_path / "third")._build()

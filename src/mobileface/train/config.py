@@ -4,7 +4,8 @@ Unknown keys, wrong types and impossible values are refused with the offending k
 ``--set a.b=value`` overrides are applied to the raw YAML before validation, so they are
 checked the same way. Paths may use ``${VAR}`` (environment variables, e.g.
 ``${MOBILEFACE_DATA}``, which defaults to ``../shared/data``) and are resolved relative to the
-config file.
+config file. ``base: other.yaml`` starts a config from another one (a second training stage
+names only what changes).
 """
 
 from __future__ import annotations
@@ -198,6 +199,7 @@ def _resolve_paths(node: Any, base: Path, key: str = "") -> Any:
         "cache",
         "cache_dir",
         "teacher",
+        "init",
     }:
         expanded = _expand(node)
         if key == "teacher" and not expanded.endswith(".onnx"):
@@ -207,9 +209,19 @@ def _resolve_paths(node: Any, base: Path, key: str = "") -> Any:
     return node
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read, override, resolve and validate a training config file."""
-    path = Path(path)
+def _merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``: sections merge key by key, lists and values are replaced."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A config file as a mapping with its paths resolved, over its ``base:`` file if any."""
     if not path.is_file():
         raise DataFormatError(f"{path}: no such config file")
     try:
@@ -218,6 +230,22 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise DataFormatError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise DataFormatError(f"{path}: the top level must be a mapping of sections")
+    raw = _resolve_paths(raw, path.resolve().parent)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise DataFormatError(f"{path}: 'base' must be the path of another config file")
+    base_path = (path.resolve().parent / _expand(base)).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise DataFormatError(f"{path}: 'base' chain loops back to {base_path}")
+    return _merge(_read_raw(base_path, (*chain, path.resolve())), raw)
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read (over its ``base:`` file, if any), override, resolve and validate a config file."""
+    path = Path(path)
+    raw = _read_raw(path)
     for assignment in overrides:
         apply_override(raw, assignment)
     raw = _resolve_paths(raw, path.resolve().parent)

@@ -107,6 +107,16 @@ def initial_weights(path: Path, name: str) -> nn.Module:
     return model
 
 
+def _fits(module: nn.Module, state: dict | None) -> bool:
+    """Whether ``state`` is a state dict with exactly ``module``'s keys and shapes."""
+    own = module.state_dict()
+    return (
+        isinstance(state, dict)
+        and state.keys() == own.keys()
+        and all(tuple(state[k].shape) == tuple(v.shape) for k, v in own.items())
+    )
+
+
 class Trainer:
     """Builds everything from a :class:`Config` and runs (or resumes) training into ``out_dir``."""
 
@@ -134,6 +144,7 @@ class Trainer:
         model = create_model(cfg.model.name, **cfg.model.kwargs)
         if cfg.model.init is not None and not self.resume:
             model.load_state_dict(initial_weights(cfg.model.init, cfg.model.name).state_dict())
+        self.warm_started: list[str] = []
         self.image_size = tuple(model.input_size)
         memory = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
         self.model = model.to(info.device, memory_format=memory)
@@ -168,6 +179,8 @@ class Trainer:
                     "weight_decay": cfg.optim.weight_decay,
                 }
             )
+        if cfg.model.init is not None and not self.resume:
+            self._warm_start(cfg.model.init)
         if cfg.optim.name == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
         else:
@@ -192,6 +205,28 @@ class Trainer:
             from .callbacks import VerificationCallback
 
             self.evaluator = VerificationCallback(cfg.eval, self.image_size)
+
+    def _warm_start(self, path: Path) -> None:
+        """Also take the margin head and distiller from ``model.init`` when it is a training
+        checkpoint of the same data (same classes, same teacher): a second schedule then
+        continues the first instead of re-learning the class centres from random ones."""
+        from mobileface.models.checkpoint import read_checkpoint
+
+        state = read_checkpoint(path)
+        shards = state.get("head_shards")
+        if (
+            isinstance(shards, list)
+            and len(shards) == self.info.world_size
+            and _fits(self.head, shards[self.info.rank])
+        ):
+            self.head.load_state_dict(shards[self.info.rank])
+            self.warm_started.append("head")
+        if self.distiller is not None and _fits(self.distiller, state.get("distiller")):
+            self.distiller.load_state_dict(state["distiller"])
+            self.warm_started.append("distiller")
+        if self.info.is_main:
+            parts = ", ".join(["model", *self.warm_started])
+            print(f"model.init: {parts} from {path}", flush=True)
 
     def _autocast(self):
         precision = self.config.train.precision
