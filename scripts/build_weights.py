@@ -183,20 +183,37 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def training_record(checkpoint: Path, config_path: Path) -> dict:
+def training_stages(checkpoint: Path, limit: int = 10) -> list[dict]:
+    """Steps and batch size of each training stage, first first, following ``model.init``."""
     import torch
-    import yaml
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    config = yaml.safe_load(config_path.read_text())
+    stages: list[dict] = []
+    path: Path | None = checkpoint
+    while path is not None and path.is_file() and len(stages) < limit:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        config = state.get("config") or {}
+        stages.insert(
+            0,
+            {"steps": state.get("step") or 0, "batch_size": config["optim"]["batch_size"]},
+        )
+        init = config.get("model", {}).get("init")
+        path = Path(init) if init else None
+    return stages
+
+
+def training_record(checkpoint: Path, config_path: Path) -> dict:
+    from mobileface.train.config import read_recipe
+
+    stages = training_stages(checkpoint)
     log = checkpoint.parent / "log.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     evals = [r for r in records if any(k.startswith("eval/") for k in r)]
     return {
         "config": str(config_path.relative_to(ROOT)),
-        "recipe": config,
-        "steps": state.get("step"),
-        "images_seen": (state.get("step") or 0) * config["optim"]["batch_size"],
+        "recipe": read_recipe(config_path, resolve=False),
+        "stages": stages,
+        "steps": sum(stage["steps"] for stage in stages),
+        "images_seen": sum(stage["steps"] * stage["batch_size"] for stage in stages),
         "last_view1_check": evals[-1] if evals else None,
         "teacher": "dlib_face_recognition_resnet_model_v1 (face-recognition-models, CC0)",
     }
@@ -248,6 +265,7 @@ def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) 
         )
     fp32 = cards["fp32"]
     training = base["training"]
+    stage_steps = " + ".join(f"{stage['steps']:,}" for stage in training["stages"])
     lines = [
         f"# Model card: `{name}`",
         "",
@@ -319,7 +337,7 @@ def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) 
         "## Training",
         "",
         f"Recipe: [`{training['config']}`](../../../{training['config']}) "
-        f"({training['steps']:,} steps of {training['recipe']['optim']['batch_size']}, "
+        f"({stage_steps} steps of {training['recipe']['optim']['batch_size']}, "
         f"{training['images_seen']:,} images seen). Data: the training sets of `../shared/data` "
         "(CelebA test-partition and in-the-wild crops, CelebA `img_align_celeba` crops aligned "
         "by `mobileface align`, Pinterest celebrity crops with LFW's people removed); never "
@@ -340,7 +358,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("checkpoint", type=Path, help="final training checkpoint (model.pt)")
-    parser.add_argument("--config", type=Path, default=ROOT / "configs/mobilefacenet_shared.yaml")
+    parser.add_argument(
+        "--config", type=Path, default=ROOT / "configs/mobilefacenet_shared_stage2.yaml"
+    )
     parser.add_argument("--name", default="mobilefacenet")
     parser.add_argument("--out", type=Path, default=ROOT / "src/mobileface/weights")
     parser.add_argument("--lfw", type=Path, default=SHARED / "data/lfw")

@@ -17,7 +17,7 @@ import yaml
 from mobileface.errors import DataFormatError
 from mobileface.models import create_model
 from mobileface.train import Trainer, load_config
-from mobileface.train.config import ScheduleConfig
+from mobileface.train.config import ScheduleConfig, read_recipe
 from mobileface.train.data import StepSampler
 from mobileface.train.engine import split_weight_decay
 from mobileface.train.schedule import lr_factor
@@ -95,6 +95,11 @@ def test_a_config_can_start_from_a_base_config(tmp_path: Path) -> None:
     # Each file's relative paths are relative to that file.
     assert config.data.datasets[0].path.resolve() == (tmp_path / "recipes" / "crops").resolve()
     assert config.model.init.resolve() == (tmp_path / "runs" / "first.pt").resolve()
+    recipe = read_recipe(stage, resolve=False)  # as written, for model cards
+    assert (
+        recipe["model"]["init"] == "runs/first.pt"
+        and recipe["data"]["datasets"][0]["path"] == "crops"
+    )
     (tmp_path / "recipes" / "base.yaml").write_text("base: ../stage2.yaml\n")
     with pytest.raises(DataFormatError, match="loops back"):
         load_config(stage)

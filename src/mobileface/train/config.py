@@ -220,8 +220,12 @@ def _merge(base: dict, top: dict) -> dict:
     return merged
 
 
-def _read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
-    """A config file as a mapping with its paths resolved, over its ``base:`` file if any."""
+def read_recipe(path: Path, resolve: bool = True, chain: tuple[Path, ...] = ()) -> dict:
+    """A config file as plain data over its ``base:`` file, if any, before validation.
+
+    With ``resolve``, each file's paths are made absolute relative to that file; without, the
+    recipe reads as written (for model cards).
+    """
     if not path.is_file():
         raise DataFormatError(f"{path}: no such config file")
     try:
@@ -230,7 +234,8 @@ def _read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         raise DataFormatError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise DataFormatError(f"{path}: the top level must be a mapping of sections")
-    raw = _resolve_paths(raw, path.resolve().parent)
+    if resolve:
+        raw = _resolve_paths(raw, path.resolve().parent)
     base = raw.pop("base", None)
     if base is None:
         return raw
@@ -239,13 +244,13 @@ def _read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     base_path = (path.resolve().parent / _expand(base)).resolve()
     if base_path in chain or base_path == path.resolve():
         raise DataFormatError(f"{path}: 'base' chain loops back to {base_path}")
-    return _merge(_read_raw(base_path, (*chain, path.resolve())), raw)
+    return _merge(read_recipe(base_path, resolve, (*chain, path.resolve())), raw)
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read (over its ``base:`` file, if any), override, resolve and validate a config file."""
     path = Path(path)
-    raw = _read_raw(path)
+    raw = read_recipe(path)
     for assignment in overrides:
         apply_override(raw, assignment)
     raw = _resolve_paths(raw, path.resolve().parent)
