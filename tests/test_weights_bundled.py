@@ -41,7 +41,8 @@ def test_card_describes_its_file(name: str, cards: dict[str, dict]) -> None:
     assert "non-commercial" in card["licence"]
     lfw = card["results"]["lfw_view2"]
     assert lfw["pairs"] == 6000 and 0.5 < lfw["accuracy"] <= 1
-    assert card["training"]["config"] == "configs/mobilefacenet_shared.yaml"
+    assert card["training"]["config"] == "configs/mobilefacenet_shared_stage2.yaml"
+    assert [stage["steps"] for stage in card["training"]["stages"]] == [3200, 5200]
 
 
 def test_fp32_file_is_small_enough(cards: dict[str, dict]) -> None:
