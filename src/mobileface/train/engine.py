@@ -27,7 +27,11 @@ from mobileface.errors import DataFormatError
 from mobileface.losses import Margin, PartialFC, SoftmaxHead, sum_gradients_hook
 from mobileface.models import create_model
 from mobileface.models.blocks import GDConv
-from mobileface.models.checkpoint import atomic_torch_save, save_model_checkpoint
+from mobileface.models.checkpoint import (
+    atomic_torch_save,
+    read_checkpoint,
+    save_model_checkpoint,
+)
 
 from .config import Config, LossConfig, config_to_dict
 from .data import build_loader, build_samples
@@ -97,16 +101,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def initial_weights(path: Path, name: str) -> nn.Module:
-    """The model of checkpoint ``path``, which must be a ``name`` model (``model.init``)."""
-    from mobileface.models.checkpoint import load_model_checkpoint
-
-    model = load_model_checkpoint(path)
-    if model.model_name != name:
-        raise DataFormatError(f"model.init: {path} holds a {model.model_name}, not a {name}")
-    return model
-
-
 def _fits(module: nn.Module, state: dict | None) -> bool:
     """Whether ``state`` is a state dict with exactly ``module``'s keys and shapes."""
     own = module.state_dict()
@@ -142,8 +136,6 @@ class Trainer:
         seed_everything(cfg.train.seed + info.rank)
         self.samples = build_samples(cfg.data.datasets)
         model = create_model(cfg.model.name, **cfg.model.kwargs)
-        if cfg.model.init is not None and not self.resume:
-            model.load_state_dict(initial_weights(cfg.model.init, cfg.model.name).state_dict())
         self.warm_started: list[str] = []
         self.image_size = tuple(model.input_size)
         memory = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
@@ -207,12 +199,17 @@ class Trainer:
             self.evaluator = VerificationCallback(cfg.eval, self.image_size)
 
     def _warm_start(self, path: Path) -> None:
-        """Also take the margin head and distiller from ``model.init`` when it is a training
-        checkpoint of the same data (same classes, same teacher): a second schedule then
-        continues the first instead of re-learning the class centres from random ones."""
-        from mobileface.models.checkpoint import read_checkpoint
-
+        """Start from the weights of ``model.init``. A training checkpoint of the same data
+        (same classes, same teacher) also gives its margin head and distiller: a second
+        schedule then continues the first instead of re-learning the class centres."""
         state = read_checkpoint(path)
+        name = self.config.model.name
+        if state["model_name"] != name:
+            raise DataFormatError(f"model.init: {path} holds a {state['model_name']}, not a {name}")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise DataFormatError(f"model.init: {path}: weights do not fit {name}: {exc}") from exc
         shards = state.get("head_shards")
         if (
             isinstance(shards, list)
