@@ -5,7 +5,8 @@
 
 Models: our mobilefacenet (random init, BN statistics calibrated: speed does not depend on
 the weights) exported as fp32 (PReLU rewritten, the default), fp32 with the PRelu op kept,
-and int8 (calibrated on CelebA crops); mobilefacenet_relu likewise; and the peer
+and int8 (calibrated on CelebA crops); mobilefacenet_relu and mobilefacenet_prelu_shared
+(one PReLU slope per layer) likewise; and the peer
 MobileFaceNet (../shared/peers, comparison only) as shipped and through our int8 pipeline.
 The peer is the one trained MobileFaceNet available, so int8 accuracy on LFW is measured on
 it. Latency: network only, median over rounds that interleave the models (so a busy machine
@@ -31,13 +32,17 @@ CALIB = SHARED / "data" / "celeba-test-112"
 PAIR = ("Aaron_Peirsol/Aaron_Peirsol_0001.jpg", "Aaron_Peirsol/Aaron_Peirsol_0002.jpg")
 
 
+# The paper's per-channel PReLU, the ReLU ablation, and one PReLU slope per layer.
+ARCHS = ("mobilefacenet", "mobilefacenet_relu", "mobilefacenet_prelu_shared")
+
+
 def build_models(folder: Path, calib_images: int) -> dict[str, Path]:
     from mobileface.export.onnx import calibrate_batchnorm, export_onnx
     from mobileface.export.quantize import quantize_onnx
     from mobileface.models import create_model
 
     files: dict[str, Path] = {}
-    for arch in ("mobilefacenet", "mobilefacenet_relu"):
+    for arch in ARCHS:
         model = calibrate_batchnorm(create_model(arch))
         files[f"{arch} fp32"] = export_onnx(model, folder / f"{arch}.onnx")
         if arch == "mobilefacenet":
@@ -115,6 +120,7 @@ def parity(files: dict[str, Path], crops: np.ndarray) -> dict[str, dict]:
     for fp32, int8 in (
         ("mobilefacenet fp32", "mobilefacenet int8"),
         ("mobilefacenet_relu fp32", "mobilefacenet_relu int8"),
+        ("mobilefacenet_prelu_shared fp32", "mobilefacenet_prelu_shared int8"),
         ("peer fp32", "peer int8 (ours)"),
     ):
         if fp32 in files and int8 in files:
@@ -190,16 +196,18 @@ def main() -> int:
             files, args.rounds, args.seconds
         )
         print("\n== 1 thread, batch 1 (median over interleaved rounds) ==")
-        print(f"{'model':28s} {'p50 ms':>8s} {'best':>7s} {'p90':>7s} {'p99':>7s} {'MB':>6s}")
+        print(f"{'model':32s} {'p50 ms':>8s} {'best':>7s} {'p90':>7s} {'p99':>7s} {'MB':>6s}")
         for label, r in lat.items():
             print(
-                f"{label:28s} {r['p50_ms']:8.2f} {r['best_round_p50_ms']:7.2f} "
+                f"{label:32s} {r['p50_ms']:8.2f} {r['best_round_p50_ms']:7.2f} "
                 f"{r['p90_ms']:7.2f} {r['p99_ms']:7.2f} {report['size_mb'][label]:6.2f}"
             )
         ours = lat["mobilefacenet fp32"]["p50_ms"]
         if "peer fp32" in lat:
-            print(f"ours fp32 / peer fp32: {ours / lat['peer fp32']['p50_ms']:.2f}")
-        for arch in ("mobilefacenet", "mobilefacenet_relu"):
+            for arch in ARCHS:
+                ratio = lat[f"{arch} fp32"]["p50_ms"] / lat["peer fp32"]["p50_ms"]
+                print(f"{arch} fp32 / peer fp32: {ratio:.2f}")
+        for arch in ARCHS:
             speedup = lat[f"{arch} fp32"]["p50_ms"] / lat[f"{arch} int8"]["p50_ms"]
             print(f"{arch}: int8 is {speedup:.2f}x faster than its fp32")
         print(
@@ -224,20 +232,20 @@ def main() -> int:
         report["int8_parity_on_lfw_crops"] = par = parity(files, crops)
         print(f"\n== int8 vs fp32 embeddings, {len(crops)} aligned LFW faces ==")
         for label, r in par.items():
-            print(f"{label:28s} cosine min {r['min_cosine']:.4f} mean {r['mean_cosine']:.4f}")
+            print(f"{label:32s} cosine min {r['min_cosine']:.4f} mean {r['mean_cosine']:.4f}")
 
         report["verify_e2e_1thread_ms"] = e2e = verify_e2e(files, runs=40)
         print("\n== verify two LFW 250x250 photos, 1 thread (median ms) ==")
         for label, t in e2e.items():
             print(
-                f"{label:28s} total {t['total']:6.2f} = decode {t['decode']:.2f} + detect "
+                f"{label:32s} total {t['total']:6.2f} = decode {t['decode']:.2f} + detect "
                 f"{t['detect']:.2f} + align {t['align']:.2f} + embed {t['embed']:.2f}"
             )
         if args.lfw and "peer fp32" in files:
             report["lfw"] = lfw = lfw_accuracy(files)
             print(f"\n== LFW View 2 (10 folds, {lfw['pairs']} pairs), peer model ==")
             for label in ("peer fp32", "peer int8 (ours)"):
-                print(f"{label:28s} {lfw[label]['accuracy']:.2f} +- {lfw[label]['std']:.2f} %")
+                print(f"{label:32s} {lfw[label]['accuracy']:.2f} +- {lfw[label]['std']:.2f} %")
             print(f"int8 change: {lfw['int8_change_points']:+.2f} points")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -97,6 +98,22 @@ def test_prelu_slopes_at_or_above_one_fall_back_to_the_exact_form(inputs, tmp_pa
     kept = export_onnx(model, tmp_path / "kept.onnx", prelu="keep")
     counts = decompose_prelu(onnx.load(str(kept)), "int8")
     assert counts["exact"] == 1 and counts["leaky"] == 1
+
+
+def test_shared_slope_prelu_fuses_into_the_convolutions(inputs, tmp_path) -> None:
+    model = randomize_and_calibrate(create_model("mobilefacenet_prelu_shared"), seed=1)
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(inputs)).numpy()
+    path = export_onnx(model, tmp_path / "shared.onnx")
+    ops = graph_report(onnx.load(str(path)))["ops"]
+    assert ops["LeakyRelu"] == 33 and ops["Conv"] == 50 and "PRelu" not in ops
+    np.testing.assert_allclose(_run(path, inputs), expected, atol=1e-4)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    optimised = [n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node]
+    assert "LeakyRelu" not in optimised and optimised.count("FusedConv") == 33
 
 
 def test_gdconv_is_a_plain_depthwise_conv(exported) -> None:

@@ -32,6 +32,7 @@ MEASURED = {
     "mobilefacenet_m": (937_344, 927_680, 220_899_840),
     "mobilefacenet_s": (850_688, 841_920, 217_669_760),
     "mobilefacenet_relu": (995_584, 985_792, 220_965_376),
+    "mobilefacenet_prelu_shared": (995_617, 985_825, 220_965_376),
     "mobilenetv2": (2_042_368, 2_025_952, 287_517_568),
     "mobilenetv2_gdconv": (2_068_480, 2_051_552, 287_542_656),
     "seesaw_shufflefacenet": (1_370_176, 1_360_000, 145_762_816),

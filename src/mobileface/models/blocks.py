@@ -10,13 +10,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ACTIVATIONS = ("prelu", "relu", "relu6", "swish", "none")
+ACTIVATIONS = ("prelu", "prelu_shared", "relu", "relu6", "swish", "none")
 
 
 def make_activation(name: str, channels: int) -> nn.Module:
-    """Return the activation called ``name`` for a tensor with ``channels`` channels."""
+    """Return the activation called ``name`` for a tensor with ``channels`` channels.
+
+    ``prelu`` learns a slope per channel; ``prelu_shared`` one slope per layer, which exports
+    as ``LeakyRelu`` and fuses into the convolution before it in ONNX Runtime.
+    """
     if name == "prelu":
         return nn.PReLU(channels)
+    if name == "prelu_shared":
+        return nn.PReLU(1)
     if name == "relu":
         return nn.ReLU(inplace=True)
     if name == "relu6":

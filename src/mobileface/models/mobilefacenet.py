@@ -187,3 +187,15 @@ def mobilefacenet_s(**kwargs: object) -> MobileFaceNet:
 )
 def mobilefacenet_relu(**kwargs: object) -> MobileFaceNet:
     return MobileFaceNet(**{"act": "relu", **kwargs})
+
+
+@register_model(
+    "mobilefacenet_prelu_shared",
+    family="mobilefacenet",
+    input_size=(112, 112),
+    embedding_size=128,
+    paper=PAPER,
+    description="MobileFaceNet with one PReLU slope per layer: exports as fused LeakyRelu",
+)
+def mobilefacenet_prelu_shared(**kwargs: object) -> MobileFaceNet:
+    return MobileFaceNet(**{"act": "prelu_shared", **kwargs})
