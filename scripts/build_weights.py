@@ -185,12 +185,12 @@ def sha256(path: Path) -> str:
 
 def training_stages(checkpoint: Path, limit: int = 10) -> list[dict]:
     """Steps and batch size of each training stage, first first, following ``model.init``."""
-    import torch
+    from mobileface.models.checkpoint import read_checkpoint
 
     stages: list[dict] = []
     path: Path | None = checkpoint
     while path is not None and path.is_file() and len(stages) < limit:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
         config = state.get("config") or {}
         stages.insert(
             0,

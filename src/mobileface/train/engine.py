@@ -127,6 +127,7 @@ class Trainer:
         self.stop_at_step = stop_at_step
         self.info: DistInfo = setup_distributed()
         self.step = 0
+        self.warm_started: list[str] = []  # what model.init gave besides the model
         self.writer = None
         self.evaluator = None
 
@@ -136,7 +137,6 @@ class Trainer:
         seed_everything(cfg.train.seed + info.rank)
         self.samples = build_samples(cfg.data.datasets)
         model = create_model(cfg.model.name, **cfg.model.kwargs)
-        self.warm_started: list[str] = []
         self.image_size = tuple(model.input_size)
         memory = torch.channels_last if cfg.model.channels_last else torch.contiguous_format
         self.model = model.to(info.device, memory_format=memory)
