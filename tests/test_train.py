@@ -318,3 +318,29 @@ def test_model_init_starts_from_a_checkpoint(data_dir: Path, tmp_path: Path) -> 
     wrong = tiny_overrides(2) + [f"model.init={first}", "model.name=mobilefacenet_s"]
     with pytest.raises(DataFormatError, match="holds a mobilefacenet, not a mobilefacenet_s"):
         Trainer(load_config(TINY, wrong), tmp_path / "third")._build()
+
+
+def test_model_init_skip_starts_a_related_architecture(data_dir: Path, tmp_path: Path) -> None:
+    """PReLU weights start a ReLU model: everything but the skipped slopes is carried over."""
+    first = Trainer(load_config(TINY, tiny_overrides(1)), tmp_path / "first").run()
+    trained = torch.load(first, weights_only=True)["model"]
+    relu = [f"model.init={first}", "model.name=mobilefacenet_relu"]
+    with pytest.raises(DataFormatError, match="holds a mobilefacenet, not a mobilefacenet_relu"):
+        Trainer(load_config(TINY, tiny_overrides(1) + relu), tmp_path / "x")._build()
+    skip = ['model.init_skip=["*.act.weight"]']
+    second = Trainer(load_config(TINY, tiny_overrides(1) + relu + skip), tmp_path / "second")
+    second._build()
+    state = second.model.state_dict()
+    assert set(trained) - set(state) == {k for k in trained if k.endswith(".act.weight")}
+    for key, value in state.items():
+        assert torch.equal(value, trained[key]), key
+    # Skipping does not excuse other differences: a narrower model still does not fit.
+    narrow = [f"model.init={first}", "model.name=mobilefacenet_s", *skip]
+    with pytest.raises(DataFormatError, match="weights do not fit mobilefacenet_s"):
+        Trainer(load_config(TINY, tiny_overrides(1) + narrow), tmp_path / "third")._build()
+    # Tensors the model has but the pattern skips keep their fresh values (a re-initialised stem).
+    stem = [f"model.init={first}", 'model.init_skip=["stem.0.conv.*"]']
+    fresh = Trainer(load_config(TINY, tiny_overrides(1) + stem), tmp_path / "fourth")
+    fresh._build()
+    for key, value in fresh.model.state_dict().items():
+        assert torch.equal(value, trained[key]) != key.startswith("stem.0.conv"), key

@@ -32,6 +32,9 @@ class ModelConfig(_Strict):
     channels_last: bool = True
     compile: bool = False
     init: Path | None = None  # start from this checkpoint's weights (same architecture)
+    # Checkpoint tensors (glob patterns) that ``init`` does not carry over; with any, ``init``
+    # may come from a related architecture (e.g. "*.act.weight": PReLU slopes, for a ReLU model).
+    init_skip: list[str] = Field(default_factory=list)
 
 
 class DatasetConfig(_Strict):

@@ -8,6 +8,7 @@ to continue exactly: model, head, optimiser, scheduler, gradient scaler, RNG sta
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import random
@@ -111,6 +112,10 @@ def _fits(module: nn.Module, state: dict | None) -> bool:
     )
 
 
+def _matches_any(key: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)
+
+
 class Trainer:
     """Builds everything from a :class:`Config` and runs (or resumes) training into ``out_dir``."""
 
@@ -201,15 +206,27 @@ class Trainer:
     def _warm_start(self, path: Path) -> None:
         """Start from the weights of ``model.init``. A training checkpoint of the same data
         (same classes, same teacher) also gives its margin head and distiller: a second
-        schedule then continues the first instead of re-learning the class centres."""
+        schedule then continues the first instead of re-learning the class centres.
+        ``model.init_skip`` drops matching tensors, so a related architecture (one that
+        differs only there) can start from it; the skipped ones keep their fresh values."""
         state = read_checkpoint(path)
-        name = self.config.model.name
-        if state["model_name"] != name:
+        name, skip = self.config.model.name, self.config.model.init_skip
+        if state["model_name"] != name and not skip:
             raise DataFormatError(f"model.init: {path} holds a {state['model_name']}, not a {name}")
+        weights = {k: v for k, v in state["model"].items() if not _matches_any(k, skip)}
         try:
-            self.model.load_state_dict(state["model"])
+            result = self.model.load_state_dict(weights, strict=False)
         except RuntimeError as exc:
             raise DataFormatError(f"model.init: {path}: weights do not fit {name}: {exc}") from exc
+        missing = [k for k in result.missing_keys if not _matches_any(k, skip)]
+        if missing or result.unexpected_keys:
+            raise DataFormatError(
+                f"model.init: {path} ({state['model_name']}) does not fit {name}: "
+                f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+            )
+        if skip and self.info.is_main:
+            dropped = len(state["model"]) - len(weights)
+            print(f"model.init: {dropped} tensors skipped ({', '.join(skip)})", flush=True)
         shards = state.get("head_shards")
         if (
             isinstance(shards, list)
