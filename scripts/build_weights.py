@@ -45,6 +45,11 @@ LICENCE = (
     "use only."
 )
 
+ARCHITECTURE_NOTES = {
+    "mobilefacenet_relu": "ReLU in place of the paper's PReLU: ReLU fuses into ONNX Runtime's "
+    "fp32 and int8 convolutions, PReLU does not",
+}
+
 
 # ------------------------------------------------------------------ crops
 _detector = None
@@ -194,7 +199,11 @@ def training_stages(checkpoint: Path, limit: int = 10) -> list[dict]:
         config = state.get("config") or {}
         stages.insert(
             0,
-            {"steps": state.get("step") or 0, "batch_size": config["optim"]["batch_size"]},
+            {
+                "architecture": state["model_name"],
+                "steps": state.get("step") or 0,
+                "batch_size": config["optim"]["batch_size"],
+            },
         )
         init = config.get("model", {}).get("init")
         path = Path(init) if init else None
@@ -265,12 +274,19 @@ def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) 
         )
     fp32 = cards["fp32"]
     training = base["training"]
-    stage_steps = " + ".join(f"{stage['steps']:,}" for stage in training["stages"])
+    arch = base["architecture"]
+    stage_steps = " + ".join(
+        f"{stage['steps']:,}"
+        + (f" as `{stage['architecture']}`" if stage["architecture"] != arch else "")
+        for stage in training["stages"]
+    )
     lines = [
         f"# Model card: `{name}`",
         "",
-        f"MobileFaceNet (Chen et al. 2018), 112x112 RGB input, {base['embedding_size']}-d "
-        "embedding, compared by cosine similarity. Trained by this project; built and measured "
+        f"MobileFaceNet (Chen et al. 2018) as the zoo's `{base['architecture']}` "
+        f"({ARCHITECTURE_NOTES.get(base['architecture'], 'as in the paper')}), 112x112 RGB "
+        f"input, {base['embedding_size']}-d embedding, compared by cosine similarity. "
+        "Trained by this project; built and measured "
         f"by `python scripts/build_weights.py` on {base['built']} (commit {base['commit']}).",
         "",
         "## Files",
@@ -370,6 +386,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     from mobileface.export.onnx import update_metadata
+    from mobileface.models.checkpoint import read_checkpoint
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -385,7 +402,7 @@ def main() -> None:
         speed_ms = speed(models, args.lfw)
 
         base = {
-            "architecture": "mobilefacenet",
+            "architecture": read_checkpoint(args.checkpoint)["model_name"],
             "input_size": [112, 112],
             "embedding_size": 128,
             "normalization": {"mean": 127.5, "std": 128.0, "channels": "RGB"},
