@@ -1,6 +1,6 @@
 """Build the bundled default weights from a finished training run, measuring everything.
 
-    .venv/bin/python scripts/build_weights.py runs/mobilefacenet_shared/model.pt
+    .venv/bin/python scripts/build_weights.py runs/mobilefacenet_relu_shared_stage3/model.pt
 
 1. Exports the checkpoint as ONNX fp32 (batch norm folded, PReLU as Conv/Relu/Add) and int8
    (QDQ, per-channel weights, calibrated on CelebA training crops), with parity checks.
@@ -218,7 +218,7 @@ def training_record(checkpoint: Path, config_path: Path) -> dict:
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     evals = [r for r in records if any(k.startswith("eval/") for k in r)]
     return {
-        "config": str(config_path.relative_to(ROOT)),
+        "config": str(config_path.resolve().relative_to(ROOT)),
         "recipe": read_recipe(config_path, resolve=False),
         "stages": stages,
         "steps": sum(stage["steps"] for stage in stages),
@@ -375,7 +375,7 @@ def main() -> None:
     )
     parser.add_argument("checkpoint", type=Path, help="final training checkpoint (model.pt)")
     parser.add_argument(
-        "--config", type=Path, default=ROOT / "configs/mobilefacenet_shared_stage2.yaml"
+        "--config", type=Path, default=ROOT / "configs/mobilefacenet_relu_shared_stage3.yaml"
     )
     parser.add_argument("--name", default="mobilefacenet")
     parser.add_argument("--out", type=Path, default=ROOT / "src/mobileface/weights")
@@ -389,6 +389,7 @@ def main() -> None:
     from mobileface.models.checkpoint import read_checkpoint
 
     start = time.perf_counter()
+    training = training_record(args.checkpoint, args.config)  # before the long work: fail fast
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         exported = export(args.checkpoint, folder, args.calib)
@@ -406,7 +407,7 @@ def main() -> None:
             "input_size": [112, 112],
             "embedding_size": 128,
             "normalization": {"mean": 127.5, "std": 128.0, "channels": "RGB"},
-            "training": training_record(args.checkpoint, args.config),
+            "training": training,
             "licence": LICENCE,
             "lfw_pairs": len(pair_set),
             "lfw_images": len(pair_set.sources),

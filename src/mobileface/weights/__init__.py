@@ -33,7 +33,8 @@ from mobileface.errors import DataFormatError, ModelFileError
 WEIGHTS_ENV = "MOBILEFACE_WEIGHTS_DIR"
 
 DEFAULT_NAME = "mobilefacenet"
-"""Name the project's default trained weights are bundled under (not shipped yet)."""
+"""Name the project's default trained weights are bundled under (any MobileFaceNet variant;
+the card's ``architecture`` says which)."""
 
 NO_WEIGHTS_HINT = (
     "this installation bundles no trained weights yet: pass --model PATH.onnx (an exported "
