@@ -43,7 +43,11 @@ def test_card_describes_its_file(name: str, cards: dict[str, dict]) -> None:
     assert lfw["pairs"] == 6000 and 0.5 < lfw["accuracy"] <= 1
     assert card["training"]["config"] == "configs/mobilefacenet_relu_shared_stage3.yaml"
     stages = [(stage["architecture"], stage["steps"]) for stage in card["training"]["stages"]]
-    assert stages == [("mobilefacenet", 3200), ("mobilefacenet", 5200), ("mobilefacenet_relu", 4000)]
+    assert stages == [
+        ("mobilefacenet", 3200),
+        ("mobilefacenet", 5200),
+        ("mobilefacenet_relu", 4000),
+    ]
 
 
 def test_fp32_file_is_small_enough(cards: dict[str, dict]) -> None:
