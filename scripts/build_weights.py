@@ -386,7 +386,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     from mobileface.export.onnx import update_metadata
-    from mobileface.models.checkpoint import read_checkpoint
 
     start = time.perf_counter()
     training = training_record(args.checkpoint, args.config)  # before the long work: fail fast
@@ -403,7 +402,7 @@ def main() -> None:
         speed_ms = speed(models, args.lfw)
 
         base = {
-            "architecture": read_checkpoint(args.checkpoint)["model_name"],
+            "architecture": training["stages"][-1]["architecture"],  # the checkpoint's own
             "input_size": [112, 112],
             "embedding_size": 128,
             "normalization": {"mean": 127.5, "std": 128.0, "channels": "RGB"},

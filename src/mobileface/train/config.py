@@ -31,7 +31,7 @@ class ModelConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     channels_last: bool = True
     compile: bool = False
-    init: Path | None = None  # start from this checkpoint's weights (same architecture)
+    init: Path | None = None  # start from this checkpoint's weights (see init_skip)
     # Checkpoint tensors (glob patterns) that ``init`` does not carry over; with any, ``init``
     # may come from a related architecture (e.g. "*.act.weight": PReLU slopes, for a ReLU model).
     init_skip: list[str] = Field(default_factory=list)
