@@ -117,12 +117,8 @@ def parity(files: dict[str, Path], crops: np.ndarray) -> dict[str, dict]:
     from mobileface.runtime import OnnxEmbedder, cosine_similarity
 
     out = {}
-    for fp32, int8 in (
-        ("mobilefacenet fp32", "mobilefacenet int8"),
-        ("mobilefacenet_relu fp32", "mobilefacenet_relu int8"),
-        ("mobilefacenet_prelu_shared fp32", "mobilefacenet_prelu_shared int8"),
-        ("peer fp32", "peer int8 (ours)"),
-    ):
+    pairs = [(f"{arch} fp32", f"{arch} int8") for arch in ARCHS]
+    for fp32, int8 in [*pairs, ("peer fp32", "peer int8 (ours)")]:
         if fp32 in files and int8 in files:
             a = OnnxEmbedder(files[fp32]).embed(crops)
             b = OnnxEmbedder(files[int8]).embed(crops)

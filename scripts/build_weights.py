@@ -45,11 +45,6 @@ LICENCE = (
     "use only."
 )
 
-ARCHITECTURE_NOTES = {
-    "mobilefacenet_relu": "ReLU in place of the paper's PReLU: ReLU fuses into ONNX Runtime's "
-    "fp32 and int8 convolutions, PReLU does not",
-}
-
 
 # ------------------------------------------------------------------ crops
 _detector = None
@@ -263,6 +258,7 @@ def _pct(value) -> str:
 
 def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) -> str:
     from mobileface.evaluation.metrics import far_key
+    from mobileface.models import model_spec
 
     rows = []
     for label, r in results.items():
@@ -283,8 +279,8 @@ def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) 
     lines = [
         f"# Model card: `{name}`",
         "",
-        f"MobileFaceNet (Chen et al. 2018) as the zoo's `{base['architecture']}` "
-        f"({ARCHITECTURE_NOTES.get(base['architecture'], 'as in the paper')}), 112x112 RGB "
+        f"MobileFaceNet (Chen et al. 2018) as the zoo's `{arch}` "
+        f"({model_spec(arch).description}), 112x112 RGB "
         f"input, {base['embedding_size']}-d embedding, compared by cosine similarity. "
         "Trained by this project; built and measured "
         f"by `python scripts/build_weights.py` on {base['built']} (commit {base['commit']}).",
