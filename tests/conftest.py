@@ -25,6 +25,19 @@ def data_dir() -> Path:
     return root
 
 
+@pytest.fixture
+def tiny_folder(data_dir: Path, tmp_path: Path) -> Path:
+    """Three Pinterest identities with eight crops each, copied into a fresh folder."""
+    import shutil
+
+    root = tmp_path / "tiny"
+    for person in sorted(p for p in (data_dir / "pins-112").iterdir() if p.is_dir())[:3]:
+        (root / person.name).mkdir(parents=True)
+        for image in sorted(person.iterdir())[:8]:
+            shutil.copy(image, root / person.name / image.name)
+    return root
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "data_dir" in getattr(item, "fixturenames", ()):

@@ -23,6 +23,7 @@ import onnx
 import torch
 from torch import nn
 
+from mobileface.errors import ModelFileError
 from mobileface.models.fold import fold_batchnorm
 from mobileface.runtime.metadata import PREFIX, decode_metadata, encode_metadata
 from mobileface.runtime.preprocess import Normalization
@@ -152,6 +153,25 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """The decoded ``mobileface.*`` metadata of an ONNX file (without loading its weights)."""
     proto = onnx.load(str(path), load_external_data=False)
     return decode_metadata({p.key: p.value for p in proto.metadata_props})
+
+
+def read_folded_weights(path: str | Path) -> tuple[str | None, dict[str, torch.Tensor]]:
+    """The architecture (from our metadata, None for other files) and the BN-folded weights
+    (initializers by name) of an fp32 ONNX export; int8 exports cannot be read back."""
+    from onnx import numpy_helper
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # protobuf raises several types for corrupt files
+        raise ModelFileError(f"{path}: not a readable ONNX file ({exc})") from None
+    meta = decode_metadata({p.key: p.value for p in proto.metadata_props})
+    if str(meta.get("precision", "fp32")) != "fp32":
+        raise ModelFileError(f"{path}: a {meta['precision']} model; only fp32 weights read back")
+    weights = {
+        init.name: torch.from_numpy(numpy_helper.to_array(init).copy())
+        for init in proto.graph.initializer
+    }
+    return meta.get("architecture"), weights
 
 
 def update_metadata(path: str | Path, values: dict[str, Any]) -> None:

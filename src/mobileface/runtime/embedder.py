@@ -3,8 +3,10 @@
 :class:`OnnxEmbedder` runs any ONNX face embedder on ONNX Runtime (ours carry their input
 size, normalisation and thresholds in the file; other projects' models are described with
 ``input_size``/``normalization``). :func:`open_embedder` opens a model from what a user types:
-a bundled weights name, a ``.onnx`` path, or a training checkpoint (``.pt``/``.pth``, which
-needs PyTorch and is run by :class:`mobileface.export.torch_embedder.TorchEmbedder`).
+a bundled weights name, ``dlib`` (dlib's ResNet), a ``.onnx`` path, an OpenVINO IR ``.xml`` (run by
+:class:`~mobileface.runtime.openvino_embedder.OpenVINOEmbedder`), or a training checkpoint
+(``.pt``/``.pth``, which needs PyTorch and is run by
+:class:`mobileface.export.torch_embedder.TorchEmbedder`).
 
 Embeddings are returned raw (not L2-normalised); see :mod:`mobileface.runtime.scoring`.
 """
@@ -22,6 +24,8 @@ from .metadata import decode_metadata, metadata_thresholds
 from .preprocess import Normalization, as_crop_batch
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
+OPENVINO_SUFFIX = ".xml"
+DLIB_SPEC = "dlib"  # dlib's ResNet (mobileface.runtime.dlib_embedder)
 
 
 @runtime_checkable
@@ -235,7 +239,8 @@ def open_embedder(
     std: Any = None,
     bgr: bool | None = None,
 ) -> Embedder:
-    """Open the embedder ``spec`` names: bundled weights, an ``.onnx`` file or a checkpoint.
+    """Open the embedder ``spec`` names: bundled weights, ``dlib``, an ``.onnx`` file, an
+    OpenVINO ``.xml`` file or a checkpoint.
 
     ``mean``, ``std`` and ``bgr`` override the model's own input normalisation field by field
     (for models from other projects). Checkpoints (``.pt``/``.pth``) need PyTorch.
@@ -246,14 +251,26 @@ def open_embedder(
     from mobileface import weights
 
     text = str(spec)
-    if Path(text).suffix.lower() in CHECKPOINT_SUFFIXES:
+    if text == DLIB_SPEC:
+        from .dlib_embedder import DlibEmbedder
+
+        embedder: Any = DlibEmbedder()
+        name = text
+    elif Path(text).suffix.lower() in CHECKPOINT_SUFFIXES:
         from mobileface.errors import require_torch
 
         require_torch(f"opening the training checkpoint {text}")
         from mobileface.export.torch_embedder import TorchEmbedder
 
-        embedder: Any = TorchEmbedder(text, threads=threads, input_size=input_size)
+        embedder = TorchEmbedder(text, threads=threads, input_size=input_size)
         name = Path(text).stem
+    elif Path(text).suffix.lower() == OPENVINO_SUFFIX:
+        from .openvino_embedder import OpenVINOEmbedder
+
+        if input_size is not None and tuple(input_size) != OpenVINOEmbedder.input_size:
+            raise ModelFileError(f"{text}: OpenVINO embedders take 112x112 ArcFace crops")
+        embedder = OpenVINOEmbedder(text, threads=threads)
+        name = embedder.name
     else:
         path = weights.resolve_weights(text)
         embedder = OnnxEmbedder(path, threads=threads, input_size=input_size)

@@ -82,7 +82,7 @@ class LossConfig(_Strict):
 class DistillConfig(_Strict):
     """Distillation from a teacher whose embeddings are precomputed once and cached."""
 
-    teacher: str  # "dlib" or a path to an ONNX embedder
+    teacher: str  # "dlib", or the path of an ONNX or OpenVINO (.xml) embedder
     kind: Literal["embedding", "similarity"] = "similarity"
     weight: float = Field(1.0, ge=0)
     cache: Path | None = None
@@ -205,7 +205,7 @@ def _resolve_paths(node: Any, base: Path, key: str = "") -> Any:
         "init",
     }:
         expanded = _expand(node)
-        if key == "teacher" and not expanded.endswith(".onnx"):
+        if key == "teacher" and expanded == "dlib":
             return expanded
         path = Path(expanded).expanduser()
         return str(path if path.is_absolute() else (base / path))

@@ -70,6 +70,18 @@ class SampleList:
             digest.update(f"{ref.path}\0{ref.record}\0{label}\n".encode())
         return digest.hexdigest()[:16]
 
+    def content_fingerprint(self) -> str:
+        """A digest of every image file's size and modification time: changes when a crop is
+        rewritten (a record file counts as one file)."""
+        digest = hashlib.sha256()
+        for path in dict.fromkeys(ref.path for ref in self.refs):
+            try:
+                stat = os.stat(path)
+            except OSError as exc:
+                raise DataFormatError(f"{path}: cannot read training image ({exc})") from None
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:16]
+
 
 def _dataset_entries(config: DatasetConfig) -> list[tuple[ImageRef, str]]:
     """(image, identity name) pairs of one configured dataset."""
@@ -92,10 +104,13 @@ def _dataset_entries(config: DatasetConfig) -> list[tuple[ImageRef, str]]:
     return [(ImageRef(str(config.path), i), str(label)) for i, label in enumerate(labels.tolist())]
 
 
-def build_augmentation(config: AugmentConfig) -> Compose:
-    """The configured augmentations (each with its probability; 0 switches one off)."""
+def build_augmentation(config: AugmentConfig, flip: bool = True) -> Compose:
+    """The configured augmentations (each with its probability; 0 switches one off).
+
+    ``flip=False`` leaves the mirror out, for a caller that mirrors (and records it) itself.
+    """
     transforms: list = []
-    if config.flip > 0:
+    if config.flip > 0 and flip:
         transforms.append(HorizontalFlip(p=config.flip))
     if config.crop_scale > 0:
         transforms.append(ScaleCropJitter(scale=(1 - config.crop_scale, 1 + config.crop_scale)))
@@ -177,7 +192,11 @@ class StepSampler(Sampler[list[tuple[int, int]]]):
 
 
 class FaceDataset(Dataset):
-    """Decoded, augmented crops: (HxWx3 uint8 tensor, label, sample index)."""
+    """Decoded, augmented crops: (HxWx3 uint8 tensor, label, sample index, mirrored).
+
+    The mirror is drawn first and reported, so that distillation can take the teacher's
+    embedding of the same view (the teacher saw each crop and its mirror image).
+    """
 
     def __init__(
         self,
@@ -189,7 +208,8 @@ class FaceDataset(Dataset):
     ) -> None:
         self.samples = samples
         self.image_size = image_size
-        self.augment = build_augmentation(augment)
+        self.flip_probability = augment.flip
+        self.augment = build_augmentation(augment, flip=False)
         self.seed = seed
         self.cache = cache
         self._records: dict[str, FaceRecord] = {}
@@ -215,11 +235,16 @@ class FaceDataset(Dataset):
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         return image
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int, bool]:
         epoch, index = key
         rng = np.random.default_rng([self.seed, epoch, index])
-        image = self.augment(self.load(index), rng)
-        return torch.from_numpy(np.ascontiguousarray(image)), int(self.samples.labels[index]), index
+        image = self.load(index)
+        mirrored = bool(rng.random() < self.flip_probability)
+        if mirrored:
+            image = image[:, ::-1]
+        image = self.augment(image, rng)
+        label = int(self.samples.labels[index])
+        return torch.from_numpy(np.ascontiguousarray(image)), label, index, mirrored
 
 
 def build_decoded_cache(

