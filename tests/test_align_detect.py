@@ -162,14 +162,39 @@ def test_create_detector_by_name(yunet_file: Path) -> None:
         create_detector("mtcnn2")
 
 
-def test_default_model_is_found_beside_the_data(yunet_file: Path, monkeypatch, tmp_path) -> None:
+@pytest.fixture
+def no_bundled_yunet(monkeypatch, tmp_path: Path) -> None:
+    """As in a slim build without the package's own copy of YuNet."""
+    import mobileface.align.yunet as yunet_module
+
+    monkeypatch.setattr(yunet_module, "BUNDLED_DIR", tmp_path / "no-assets")
+
+
+def test_the_package_ships_yunet(monkeypatch, tmp_path: Path) -> None:
+    """An installed package finds its own copy: no environment, cache, data or network."""
+    from mobileface.paths import sha256_of
+
+    for name in ("MOBILEFACE_YUNET", "MOBILEFACE_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MOBILEFACE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.chdir(tmp_path)
+    path = yunet_model_path(download=False)
+    assert path.parent.name == "assets" and sha256_of(path) == YUNET_FILE.sha256
+    assert "MIT License" in (path.parent / "YUNET_LICENSE").read_text()
+
+
+def test_default_model_is_found_beside_the_data(
+    yunet_file: Path, monkeypatch, tmp_path, no_bundled_yunet
+) -> None:
     monkeypatch.delenv("MOBILEFACE_YUNET", raising=False)
     monkeypatch.setenv("MOBILEFACE_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("MOBILEFACE_DATA", str(yunet_file.parent.parent / "data"))
     assert yunet_model_path(download=False).resolve() == yunet_file.resolve()
 
 
-def test_model_resolution_order(yunet_file: Path, monkeypatch, tmp_path: Path) -> None:
+def test_model_resolution_order(
+    yunet_file: Path, monkeypatch, tmp_path: Path, no_bundled_yunet
+) -> None:
     monkeypatch.setenv("MOBILEFACE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MOBILEFACE_DATA", str(tmp_path / "nowhere" / "data"))
     monkeypatch.delenv("MOBILEFACE_YUNET", raising=False)
@@ -186,7 +211,7 @@ def test_model_resolution_order(yunet_file: Path, monkeypatch, tmp_path: Path) -
 
 
 def test_download_from_a_file_url_checks_the_hash(
-    yunet_file: Path, monkeypatch, tmp_path: Path
+    yunet_file: Path, monkeypatch, tmp_path: Path, no_bundled_yunet
 ) -> None:
     served = tmp_path / "served" / "face_detection_yunet.onnx"
     served.parent.mkdir()

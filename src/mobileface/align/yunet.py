@@ -2,8 +2,10 @@
 3x faster; see :mod:`.yunet_ort`) or by OpenCV's ``cv2.FaceDetectorYN``.
 
 The model file is found, in order, at an explicit path, ``$MOBILEFACE_YUNET``, the user cache,
-the shared models folder beside the data set (``mobileface.paths.data_dir().parent/models``),
-and last by download from a pinned URL whose SHA-256 is checked before use.
+the copy shipped inside the package (``mobileface/assets/yunet.onnx``, with its MIT notice in
+``assets/YUNET_LICENSE``: an installed package works offline from any folder), the shared
+models folder beside the data set, and last by download from a pinned URL whose SHA-256 is
+checked before use.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ REFINE_PATCH = 224
 REFINE_MAX_FACES = 5
 
 YUNET_ENV = "MOBILEFACE_YUNET"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets"  # the package's own copy
 
 # The checksum is that of the copy in the project's shared models folder. The URL is OpenCV
 # Zoo's; a file served there with different bytes is refused, never used.
@@ -71,6 +74,9 @@ def yunet_model_path(
     cached = cache_dir() / remote.filename
     if cached.is_file():
         return cached
+    bundled = BUNDLED_DIR / remote.filename
+    if bundled.is_file():  # shipped inside the package (MIT; assets/YUNET_LICENSE)
+        return bundled
     shared = data_dir().parent / "models" / remote.filename
     if shared.is_file():
         return shared
