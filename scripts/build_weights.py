@@ -232,11 +232,18 @@ def git_commit() -> str | None:
 
 
 def write_card(
-    path: Path, name: str, onnx: Path, base: dict, evaluation: dict, speed_ms: dict
+    path: Path,
+    name: str,
+    onnx: Path,
+    base: dict,
+    evaluation: dict,
+    speed_ms: dict,
+    precision: str,
 ) -> dict:
     calibration = evaluation["calibration"]
     card = {
         "name": name,
+        "precision": precision,
         **base,
         "file": {
             "onnx": onnx.name,
@@ -427,6 +434,7 @@ def main() -> None:
                 base,
                 results[label],
                 speed_ms[label],
+                precision=label,
             )
         text = markdown(args.name, cards, results, speed_ms, base)
         (args.out / f"{args.name}.md").write_text(text, encoding="utf-8")

@@ -24,7 +24,7 @@ fi
 # Debian's chromium with its matching chromedriver (Selenium, from the dev extra, drives it;
 # nothing is downloaded by Selenium or Playwright). Installed only when missing and apt-get is
 # there, as root (CI) or with passwordless sudo; otherwise the test skips and says why.
-# MOBILEFACE_SKIP_BROWSER=1 skips this step.
+# Only the tests need it: MOBILEFACE_SKIP_BROWSER=1 skips this step (scripts/demo.sh sets it).
 if [ -z "${MOBILEFACE_SKIP_BROWSER:-}" ] \
     && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
     sudo_cmd=""

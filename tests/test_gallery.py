@@ -169,10 +169,12 @@ def test_enroll_identify_persons_from_the_command_line(tmp_path, model, people, 
     assert b in first_row and "1.0000" in first_row
     out = run_cli("identify", a_images[0], b_images[0], "--db", db, "--model", model, "--json",
                   env=env)  # fmt: skip
-    records = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(out.stdout.splitlines()) == 1  # one JSON document, on one line
+    records = json.loads(out.stdout)
     assert [r["matches"][0]["name"] for r in records] == [a, b]
 
     out = run_cli("persons", "list", "--db", db, "--json")
+    assert len(out.stdout.splitlines()) == 1
     listed = json.loads(out.stdout)
     assert [p["name"] for p in listed] == [a, b] and len(listed[1]["faces"]) == len(b_images)
     out = run_cli("persons", "list", "--db", db)
@@ -187,6 +189,58 @@ def test_enroll_identify_persons_from_the_command_line(tmp_path, model, people, 
     assert all(m["person_id"] != 2 for m in json.loads(out.stdout)["matches"])
     con = sqlite3.connect(db)
     assert con.execute("SELECT count(*) FROM faces WHERE person_id = 2").fetchone()[0] == 0
+
+
+def test_persons_show_by_name_and_identify_says_who_passes(tmp_path, model, people, data_dir):
+    env = cli_env(data_dir)
+    db = tmp_path / "show.db"
+    (a, a_images), (b, b_images), (c, c_images) = people[:3]
+    for name, images, extra in ((a, a_images[:2], ()), (b, b_images[:1], ()),
+                                (b, b_images[1:2], ("--new",))):  # fmt: skip
+        out = run_cli("enroll", name, *images, "--db", db, "--model", model, *extra, env=env)
+        assert out.returncode == 0, out.stderr
+
+    out = run_cli("persons", "show", a, "--db", db)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"person 1 '{a}': 2 faces, enrolled ")
+    assert lines[1].split() == ["face", "model", "detection", "box", "x1", "y1", "x2", "y2",
+                                "image", "SHA-256", "enrolled"]  # fmt: skip
+    assert len(lines) == 5 and not out.stdout.lstrip().startswith("{")
+    out = run_cli("persons", "show", a, "3", "--db", db, "--json")
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 1
+    assert [p["name"] for p in json.loads(out.stdout)] == [a, b]
+    out = run_cli("persons", "show", b, "--db", db)
+    assert out.returncode == 1 and f"2 persons are called '{b}' (ids 2, 3)" in out.stderr
+    out = run_cli("persons", "show", "Nobody Here", "--db", db)
+    assert out.returncode == 1 and "no person called 'Nobody Here'" in out.stderr
+
+    # A score no other photo reaches: the table still ranks, and says nobody passes.
+    out = run_cli("identify", c_images[0], "--db", db, "--model", model, "--threshold", "0.9999",
+                  env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["#", "name", "person", "score", "decision"]
+    assert all(line.split()[-1] == "-" for line in lines[2:-1])
+    assert lines[-1] == "no match above 0.9999"
+    out = run_cli("identify", a_images[0], "--db", db, "--model", model, "--threshold", "0.9999",
+                  env=env)  # fmt: skip
+    lines = out.stdout.splitlines()
+    assert lines[2].split()[-1] == "match" and lines[-1].startswith(f"match: {a} (person 1)")
+
+    # A bad photo among several: the error says how to enrol the others.
+    blank = blank_png(tmp_path / "blank.png")
+    out = run_cli("identify", a_images[0], blank, "--db", db, "--model", model, "--json", env=env)
+    assert out.returncode == 1 and len(out.stdout.splitlines()) == 1
+    found, failed = json.loads(out.stdout)
+    assert found["matches"][0]["name"] == a
+    assert failed["error"] == "no_face" and "blank.png" in failed["message"]
+    out = run_cli("enroll", c, c_images[0], blank, "--db", db, "--model", model, env=env)
+    assert out.returncode == 1 and "blank.png" in out.stderr and "--skip-bad" in out.stderr
+    out = run_cli("enroll", c, c_images[0], blank, "--db", db, "--model", model, "--skip-bad",
+                  "--json", env=env)  # fmt: skip
+    assert out.returncode == 0 and "skipped" in out.stderr and "blank.png" in out.stderr
+    assert len(out.stdout.splitlines()) == 1 and json.loads(out.stdout)["name"] == c
 
 
 def test_command_line_errors_name_the_problem(tmp_path, model, people, data_dir):

@@ -166,6 +166,26 @@ def test_metadata_is_json_and_names_are_required(store):
         store.enroll("   ", [NewFace(unit(np.ones(DIM)), "i")], MODEL)
 
 
+def test_a_person_is_found_by_id_or_by_a_name_only_they_have(store):
+    vec = unit(np.ones(DIM))
+    bush, _, _ = store.enroll("George W Bush", [NewFace(vec, "a")], MODEL)
+    first, _, _ = store.enroll("Ada", [NewFace(vec, "b")], MODEL)
+    second, _, _ = store.enroll("Ada", [NewFace(vec, "c")], MODEL)
+    numbered, _, _ = store.enroll("1999", [NewFace(vec, "d")], MODEL)
+    assert store.find_person("George W Bush").id == bush.id
+    assert store.find_person(str(bush.id)).id == bush.id
+    assert store.find_person(bush.id).id == bush.id
+    assert store.find_person("1999").id == numbered.id  # no id 1999: a name, then
+    with pytest.raises(DataFormatError, match=rf"2 persons are called 'Ada' \(ids {first.id}, "):
+        store.find_person("Ada")
+    with pytest.raises(UnknownPersonError, match="did you mean 'George W Bush'"):
+        store.find_person("george_w_bush")
+    with pytest.raises(UnknownPersonError, match="no person called 'Nobody'$"):
+        store.find_person("Nobody")
+    with pytest.raises(UnknownPersonError, match="no person with id"):
+        store.find_person(424242)
+
+
 def test_concurrent_writers_on_separate_connections_lose_nothing(tmp_path):
     path = tmp_path / "shared.db"
     GalleryStore(path).close()
@@ -371,3 +391,20 @@ def test_an_index_saved_ahead_of_a_restored_database_is_rebuilt(tmp_path, caplog
                 hit = index.search(-vecs[3, 0], 1)[0]
             assert message in caplog.text
             assert hit.person_id == ids[3] and hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("verb", [["persons", "list"], ["enroll", "x", "a.jpg"]])
+def test_a_url_is_not_taken_for_a_gallery_file(verb, tmp_path, monkeypatch, capsys) -> None:
+    """`--db postgresql://...` is refused clearly, creates nothing and never echoes a password."""
+    from mobileface.cli import main
+    from mobileface.gallery.store import refuse_urls
+
+    monkeypatch.chdir(tmp_path)
+    url = "postgresql://face:s3cret@db.example:5432/gallery"
+    status = main([*verb, "--db", url])
+    out = capsys.readouterr()
+    assert status != 0
+    assert "postgresql:// URLs are not supported" in out.err + out.out
+    assert "s3cret" not in out.err + out.out and "face:***@" in out.err + out.out
+    assert list(tmp_path.iterdir()) == []
+    refuse_urls(tmp_path / "gallery.db")  # a plain path passes

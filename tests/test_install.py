@@ -90,3 +90,17 @@ def test_verify_works_offline_from_an_empty_folder(
         cwd=empty, env=env, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert str(installed) in where  # the installed copy, not the checkout
+
+
+@pytest.mark.slow
+def test_models_lists_the_stored_zoo_from_the_wheel(installed: Path, tmp_path: Path) -> None:
+    """The zoo's stored figures (``assets/model_zoo.json``) ship in the wheel."""
+    result = subprocess.run(
+        [str(installed / "bin" / "mobileface"), "models", "--json"],
+        cwd=tmp_path, env=offline_env(tmp_path / "home"), capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    listed = {e["name"]: e for e in json.loads(result.stdout)}
+    assert listed["mobilefacenet"]["madds"] == 220_965_376
+    assert "mobilefacenet" in listed["mobilefacenet_relu"]["weights"]

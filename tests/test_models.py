@@ -265,5 +265,8 @@ def test_onnx_export_agrees_with_pytorch(calibrated: nn.Module, tmp_path) -> Non
         with torch.no_grad():
             reference = deployed(x).numpy()
         assert result.shape == reference.shape
-        assert np.abs(reference).max() > 1e-1
-        assert np.abs(result - reference).max() < 1e-4
+        scale = np.abs(reference).max()
+        assert scale > 1e-1
+        # Relative to the output's scale: fp32 sums in another order differ by about 1e-6 of
+        # it; a wrong fold or export differs by its whole size.
+        assert np.abs(result - reference).max() < 1e-3 * scale

@@ -87,6 +87,19 @@ def test_health_and_openapi_docs(client):
     assert client.get("/ui/nope.js").status_code == 404
 
 
+def test_the_page_has_a_favicon(client):
+    from PIL import Image
+
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    with Image.open(io.BytesIO(icon.content)) as decoded:
+        assert decoded.format == "ICO" and (32, 32) in decoded.info["sizes"]
+    svg = client.get("/favicon.svg")
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.startswith("<svg")
+    assert 'rel="icon" href="/favicon.svg"' in client.get("/").text
+
+
 # -- 1:1 and embeddings --------------------------------------------------------------------
 
 
@@ -107,6 +120,28 @@ def test_verify_scores_two_photos(client, people, model):
 
     local = FaceVerifier(open_embedder(model)).verify(a_images[0], b_images[0])
     assert r.json()["score"] == pytest.approx(local.score, abs=1e-5)
+
+
+def test_verify_shows_the_faces_found_and_on_request_the_crops(client, people):
+    import base64
+
+    from PIL import Image
+
+    (_, a_images), (_, b_images) = people[:2]
+    files = {"image_a": photo(a_images[0]), "image_b": photo(b_images[0])}
+    plain = client.post("/v1/verify", files=files).json()
+    assert plain["crops"] is None  # the JSON stays small unless asked
+    for face in plain["faces"].values():
+        x1, y1, x2, y2 = face["box"]
+        assert len(face["landmarks"]) == 5
+        assert all(x1 <= x <= x2 and y1 <= y <= y2 for x, y in face["landmarks"])
+    shown = client.post("/v1/verify", files=files, data={"crops": "true"}).json()
+    assert shown["score"] == plain["score"] and shown["faces"] == plain["faces"]
+    for key in ("image_a", "image_b"):
+        head, _, data = shown["crops"][key].partition(",")
+        assert head == "data:image/png;base64"
+        with Image.open(io.BytesIO(base64.b64decode(data))) as crop:
+            assert (crop.format, crop.size, crop.mode) == ("PNG", (112, 112), "RGB")
 
 
 def test_embed_returns_a_unit_embedding_and_the_face(client, people):

@@ -11,8 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobileface.errors import NoFaceError
-from mobileface.runtime import FaceVerifier, OnnxEmbedder, cosine_similarity, open_embedder
+from mobileface.errors import NoFaceError, OperatingPointError
+from mobileface.runtime import (
+    FaceVerifier,
+    OnnxEmbedder,
+    calibrated_fars,
+    cosine_similarity,
+    open_embedder,
+)
 from models_helpers import randomize_and_calibrate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,14 +90,59 @@ def test_verify_two_photos(verifier: FaceVerifier, photos) -> None:
 
 def test_thresholds_given_and_fallback(onnx_file: Path) -> None:
     emb = OnnxEmbedder(onnx_file)
-    assert FaceVerifier(emb, threshold=0.5).threshold_source == "given"
-    assert FaceVerifier(emb, far_key="far_1e-4").threshold == 0.42
+    given = FaceVerifier(emb, threshold=0.5)
+    assert given.threshold_source == "given" and given.operating_point is None
+    for far in ("far_1e-4", "1e-4", 1e-4, 0.0001):
+        assert FaceVerifier(emb, far=far).threshold == 0.42
+    default = FaceVerifier(emb)
+    assert default.threshold == 0.31 and default.threshold_source.endswith("FAR 1e-3")
+    point = default.operating_point
+    assert point.far == 1e-3 and point.key == "far_1e-3" and point.threshold == 0.31
+    assert point.tar is None  # metadata thresholds only: no calibration record
     emb.thresholds = {}
     assert FaceVerifier(emb).threshold is None
     fallback = FaceVerifier(emb, fallback_threshold=0.35)
     assert fallback.threshold == 0.35 and fallback.threshold_source.startswith("fallback")
     with pytest.raises(ValueError, match="unknown face policy"):
         FaceVerifier(emb, policy="biggest")
+
+
+def test_an_uncalibrated_far_is_an_error_listing_the_calibrated_ones(onnx_file: Path) -> None:
+    emb = OnnxEmbedder(onnx_file)
+    with pytest.raises(OperatingPointError, match=r"FAR 1e-2; calibrated FARs: 1e-3, 1e-4"):
+        FaceVerifier(emb, far=1e-2)
+    with pytest.raises(OperatingPointError, match="between 0 and 1"):
+        FaceVerifier(emb, far=2)
+    emb.thresholds = {}
+    with pytest.raises(OperatingPointError, match="no calibrated thresholds"):
+        FaceVerifier(emb, far="1e-3", fallback_threshold=0.35)
+
+
+def test_operating_point_tar_comes_from_the_model_card(onnx_file: Path, tmp_path: Path) -> None:
+    model = tmp_path / "carded.onnx"
+    model.write_bytes(onnx_file.read_bytes())
+    card = {
+        "thresholds": {"far_1e-3": 0.3, "far_1e-4": 0.4},
+        "calibration": {"tar": {"far_1e-3": 0.9, "far_1e-4": 0.7}, "pairs": 1234},
+    }
+    model.with_suffix(".json").write_text(json.dumps(card))
+    embedder = open_embedder(model)
+    assert calibrated_fars(embedder) == ["1e-3", "1e-4"]
+    point = FaceVerifier(embedder, far=1e-4).operating_point
+    assert (point.threshold, point.tar, point.pairs) == (0.4, 0.7, 1234)
+    assert point.to_dict() == {
+        "far": 0.0001,
+        "key": "far_1e-4",
+        "tar": 0.7,
+        "calibration_pairs": 1234,
+    }
+
+
+def test_warm_up_runs_every_step(onnx_file: Path, data_dir: Path) -> None:
+    from mobileface.align import create_detector
+
+    verifier = FaceVerifier(OnnxEmbedder(onnx_file), detector=create_detector("yunet"))
+    assert verifier.warm_up() > 0
 
 
 def test_photos_without_a_face_raise_no_face_error(verifier, photos, noise_png) -> None:
@@ -150,18 +201,88 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _one_json_line(stdout: str):
+    lines = stdout.splitlines()
+    assert len(lines) == 1, f"--json must print one line, got {len(lines)}"
+    return json.loads(lines[0])
+
+
 def test_verify_cli_json(onnx_file: Path, photos) -> None:
     result = _cli("verify", str(photos["a1"]), str(photos["a2"]), "-m", str(onnx_file), "--json")
     assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
-    assert {"score", "same", "threshold"} <= set(out)
+    out = _one_json_line(result.stdout)
+    assert {"score", "same", "threshold", "operating_point", "cold_start_ms"} <= set(out)
     assert out["threshold"] == 0.31 and out["same"] == (out["score"] >= 0.31)
     assert len(out["faces"]) == 2 and out["model"] == "mfs"
+    assert out["operating_point"] == {
+        "far": 0.001,
+        "key": "far_1e-3",
+        "tar": None,
+        "calibration_pairs": None,
+    }
+    assert out["calibrated_fars"] == ["1e-3", "1e-4"]
+    assert set(out["timings_ms"]) == {"decode", "detect", "align", "embed", "total"}
+    assert set(out["cold_start_ms"]) == {"load", "warm_up"}
     given = _cli(
         "verify", str(photos["a1"]), str(photos["b1"]), "-m", str(onnx_file), "--threshold", "0.99"
     )
     assert given.returncode == 0, given.stderr
     assert given.stdout.startswith("different people: score") and "(given)" in given.stdout
+    assert "operating point: threshold given by --threshold" in given.stdout
+
+
+def test_verify_cli_far_picks_another_calibrated_threshold(onnx_file: Path, photos) -> None:
+    pair = (str(photos["a1"]), str(photos["a2"]))
+    strict = _cli("verify", *pair, "-m", str(onnx_file), "--far", "1e-4", "--json")
+    assert strict.returncode == 0, strict.stderr
+    out = _one_json_line(strict.stdout)
+    assert out["threshold"] == 0.42 and out["operating_point"]["key"] == "far_1e-4"
+    text = _cli("verify", *pair, "-m", str(onnx_file), "--far", "0.0001")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert "threshold 0.4200" in lines[0]
+    assert (
+        lines[1].startswith("operating point: FAR 1e-4")
+        and "calibrated FARs: 1e-3, 1e-4" in lines[1]
+    )
+    assert lines[2].startswith("time: ") and lines[2].endswith("warm")
+    assert lines[3].startswith("cold start: ") and "loading the models" in lines[3]
+    missing = _cli("verify", *pair, "-m", str(onnx_file), "--far", "1e-2", "--json")
+    assert missing.returncode == 1
+    error = _one_json_line(missing.stdout)
+    assert (
+        error["error"] == "uncalibrated_far" and "calibrated FARs: 1e-3, 1e-4" in error["message"]
+    )
+    both = _cli("verify", *pair, "--far", "1e-4", "--threshold", "0.5")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_verify_cli_bundled_weights_show_the_cards_tar(photos) -> None:
+    from mobileface import weights
+
+    card = weights.load_model_card("mobilefacenet")
+    result = _cli("verify", str(photos["a1"]), str(photos["a2"]), "--json")
+    assert result.returncode == 0, result.stderr
+    point = _one_json_line(result.stdout)["operating_point"]
+    assert point["tar"] == pytest.approx(card["calibration"]["tar"]["far_1e-3"], abs=1e-6)
+    assert point["calibration_pairs"] == card["calibration"]["pairs"]
+    text = _cli("verify", str(photos["a1"]), str(photos["a2"]))
+    tar = 100 * card["calibration"]["tar"]["far_1e-3"]
+    assert f"operating point: FAR 1e-3 (different-person pairs accepted), TAR {tar:.1f} %" in (
+        text.stdout
+    )
+
+
+def test_verify_cli_json_errors(onnx_file: Path, photos, noise_png: Path, tmp_path: Path) -> None:
+    result = _cli("verify", str(photos["a1"]), str(noise_png), "-m", str(onnx_file), "--json")
+    assert result.returncode == 1
+    error = _one_json_line(result.stdout)
+    assert error["error"] == "no_face" and "noise.png" in error["message"]
+    assert error["command"] == "verify"
+    not_image = tmp_path / "notes.jpg"
+    not_image.write_text("not a photo")
+    bad = _cli("verify", str(not_image), str(photos["a2"]), "-m", str(onnx_file), "--json")
+    assert bad.returncode == 1 and _one_json_line(bad.stdout)["error"] == "bad_image"
 
 
 def test_verify_cli_falls_back_loudly_without_thresholds(onnx_file, photos, tmp_path) -> None:
@@ -187,7 +308,8 @@ def test_verify_cli_errors(onnx_file: Path, photos, noise_png: Path, tmp_path: P
     assert result.returncode == 1 and "not a usable ONNX model" in result.stderr
     result = _cli("verify", str(photos["a1"]), str(photos["a2"]), "-m", "nonesuch")
     assert result.returncode == 1 and "neither a model file nor bundled weights" in result.stderr
-    assert "bundled: mobilefacenet" in result.stderr
+    assert "valid --model names: mobilefacenet" in result.stderr
+    assert "mobileface models --weights" in result.stderr
 
 
 def test_embed_cli(onnx_file: Path, photos, noise_png: Path, tmp_path: Path) -> None:

@@ -100,6 +100,18 @@ def test_verify_enrol_identify_from_the_page(browser, server, data_dir, tmp_path
     assert wait_result(browser, "verify-result") == "done"
     assert by_id("verify-score").text == "1.000"
     assert by_id("verify-decision").text == "same person"
+    # The face found is drawn over each photo, and the aligned crops the model saw are shown.
+    for side in ("a", "b"):
+        WebDriverWait(browser, 30).until(
+            lambda _, side=side: (
+                by_id(f"verify-{side}-canvas").get_attribute("data-face") == "drawn"
+            )
+        )
+        assert by_id(f"verify-{side}-canvas").get_attribute("width") == "250"
+        assert by_id(f"verify-{side}-caption").text.startswith("face at ")
+        crop = by_id(f"verify-{side}-crop")
+        WebDriverWait(browser, 30).until(lambda _, crop=crop: crop.get_attribute("naturalWidth"))
+        assert crop.is_displayed() and crop.get_attribute("naturalWidth") == "112"
 
     by_id("verify-b").send_keys(str(b_images[0]))
     by_id("verify-submit").click()
@@ -115,7 +127,7 @@ def test_verify_enrol_identify_from_the_page(browser, server, data_dir, tmp_path
         "same person" if expected["same"] else "different people"
     )
 
-    for name, images in ((a, a_images), (b, b_images)):
+    for count, (name, images) in enumerate(((a, a_images), (b, b_images)), 1):
         by_id("enrol-name").clear()
         by_id("enrol-name").send_keys(name)
         by_id("enrol-images").send_keys("\n".join(str(p) for p in images[:2]))
@@ -123,7 +135,15 @@ def test_verify_enrol_identify_from_the_page(browser, server, data_dir, tmp_path
         assert wait_result(browser, "enrol-result") == "done"
         assert by_id("enrol-person-name").text == name
         assert "with 2 faces" in by_id("enrol-result").text
+        if count == 1:
+            WebDriverWait(browser, 30).until(lambda _: "1 person, 2 faces" in by_id("info").text)
     WebDriverWait(browser, 30).until(lambda _: "2 persons, 4 faces" in by_id("info").text)
+    # The gallery section lists them.
+    WebDriverWait(browser, 30).until(
+        lambda _: len(browser.find_elements("css selector", "#persons-table tr.person")) == 2
+    )
+    listed = browser.find_elements("css selector", "#persons-table tr.person .name")
+    assert [e.text for e in listed] == [a, b]
 
     by_id("identify-image").send_keys(str(b_images[1]))
     by_id("identify-submit").click()
@@ -132,6 +152,12 @@ def test_verify_enrol_identify_from_the_page(browser, server, data_dir, tmp_path
     assert len(rows) == 2
     assert rows[0].find_element("css selector", ".name").text == b
     assert rows[0].find_element("css selector", ".score").text == "1.000"
+    headings = browser.find_elements("css selector", "#identify-table th")
+    assert [h.text for h in headings] == ["#", "name", "id", "score", "decision"]
+    assert by_id("identify-verdict").text.startswith(b)
+    WebDriverWait(browser, 30).until(
+        lambda _: by_id("identify-canvas").get_attribute("data-face") == "drawn"
+    )
 
     blank = blank_png(tmp_path / "blank.png")
     by_id("identify-image").send_keys(str(blank))

@@ -1,8 +1,46 @@
-"""Plain-text tables for terminal output."""
+"""Terminal output: plain-text tables, and the one-line JSON every ``--json`` prints."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import PurePath
+from typing import IO, Any
+
+
+def json_line(document: Any) -> str:
+    """``document`` as one compact line of JSON (what ``--json`` prints, one per run).
+
+    Non-finite floats become ``null`` (``NaN`` is not JSON: ``jq`` and browsers reject it),
+    tuples become lists, paths and other objects their ``str``.
+    """
+    return json.dumps(
+        _jsonable(document), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def print_json(document: Any, file: IO[str] | None = None) -> None:
+    """Print ``document`` as one line of JSON on ``file`` (default stdout), flushed."""
+    out = file or sys.stdout
+    print(json_line(document), file=out, flush=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, PurePath):
+        return str(value)
+    if hasattr(value, "tolist") and callable(value.tolist):  # NumPy arrays and scalars
+        return _jsonable(value.tolist())
+    return str(value)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 FALLBACK_HELP = (
     "what to write when no face is found: 'none' (default) writes nothing and lists the "
@@ -80,22 +78,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refuse images above this many pixels (default 40,000,000)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--json", action="store_true", help="print the summary as one line of JSON")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mobileface.align.batch import align_directory
     from mobileface.align.template import parse_size
+    from mobileface.cli._format import print_json
+    from mobileface.errors import UsageError
 
     try:
         size = parse_size(args.size) if args.size else None
     except ValueError as exc:
-        print(f"mobileface align: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     if args.workers < 1:
-        print("mobileface align: error: --workers must be at least 1", file=sys.stderr)
-        return 2
+        raise UsageError("--workers must be at least 1")
     kwargs: dict = {}
     yunet_only = {
         "--model": ("model_path", args.model),
@@ -106,8 +104,7 @@ def run(args: argparse.Namespace) -> int:
         if value is None:
             continue
         if args.detector != "yunet":
-            print(f"mobileface align: error: {flag} applies to yunet only", file=sys.stderr)
-            return 2
+            raise UsageError(f"{flag} applies to yunet only")
         if key:
             kwargs[key] = value
     if args.score_threshold is not None:
@@ -145,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         "failure_reasons": dict(report.reasons().most_common()),
     }
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
         return 0
     print(
         f"{report.total:,} images: {report.aligned:,} aligned, "

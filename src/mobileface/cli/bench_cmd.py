@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -41,12 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     parser.add_argument("--pair", nargs=2, metavar=("A", "B"), help="photos to verify end to end")
     parser.add_argument("--runs", type=int, default=30, help="end-to-end verify runs")
-    parser.add_argument("--json", action="store_true", help="print one JSON report")
+    parser.add_argument("--json", action="store_true", help="print one JSON report on one line")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mobileface.cli._format import format_table
+    from mobileface.cli._format import format_table, print_json
     from mobileface.runtime.bench import bench_model, file_size_mb
 
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
@@ -80,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if args.pair:
             report["verify"] = _bench_pair(path, args, min(args.threads))
     if args.json:
-        print(json.dumps(report, indent=2))
+        print_json(report)
         return 0
     print(f"{label}: {report['size_mb']:.2f} MB")
     headers = ["threads", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "peak MB", "+MB"]

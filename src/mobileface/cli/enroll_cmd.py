@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -39,13 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--skip-bad", action="store_true", help="skip photos without a face instead of failing"
     )
-    parser.add_argument("--json", action="store_true", help="print the person as JSON")
+    parser.add_argument(
+        "--json", action="store_true", help="print the person as one JSON document on one line"
+    )
     add_encoder_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mobileface.errors import DataFormatError
+    from mobileface.cli._format import print_json
+    from mobileface.errors import DataFormatError, ImageError, NoFaceError
     from mobileface.gallery import Gallery
     from mobileface.gallery.pipeline import encoder_from_args, expand_images
 
@@ -68,21 +70,34 @@ def run(args: argparse.Namespace) -> int:
                 )
             if same_name:
                 person_id = same_name[0].id
-        result = gallery.enroll(
-            args.name,
-            images,
-            person_id=person_id,
-            metadata=metadata or None,
-            keep_photos=args.keep_photos,
-            skip_bad=args.skip_bad,
-        )
+        try:
+            result = gallery.enroll(
+                args.name,
+                images,
+                person_id=person_id,
+                metadata=metadata or None,
+                keep_photos=args.keep_photos,
+                skip_bad=args.skip_bad,
+            )
+        except (ImageError, NoFaceError) as exc:
+            if args.skip_bad or len(images) < 2:
+                raise
+            raise type(exc)(
+                f"{exc}; nothing was enrolled (pass --skip-bad to enrol the other photos "
+                "without it)"
+            ) from None
     for label, reason in result.failed:
         print(f"skipped {label}: {reason}", file=sys.stderr)
     for label in result.duplicates:
         print(f"skipped {label}: already enrolled for this person", file=sys.stderr)
     person = result.person
     if args.json:
-        print(json.dumps({**person.to_dict(), "added": result.added}, indent=2))
+        skipped = [{"image": label, "reason": reason} for label, reason in result.failed]
+        skipped += [
+            {"image": label, "reason": "already enrolled for this person"}
+            for label in result.duplicates
+        ]
+        print_json({**person.to_dict(), "added": result.added, "skipped": skipped})
     else:
         verb = "added to" if args.person_id or person_id else "enrolled"
         print(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from mobileface.cli._format import format_table
+from mobileface.cli._format import format_table, print_json
 from mobileface.errors import DataFormatError
 
 DEFAULT_FARS = "1e-1,1e-2,1e-3,1e-4"
@@ -142,7 +141,7 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--json",
         action="store_true",
-        help='print one JSON object (with several models: {"models": [one per model]})',
+        help='print one line of JSON (with several models: {"models": [one per model]})',
     )
     group.add_argument(
         "--report",
@@ -301,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
         for out in results:
             out["report"] = {k: str(v) for k, v in files.items()}
     if args.json:
-        print(json.dumps(results[0] if len(results) == 1 else {"models": results}, indent=2))
+        print_json(results[0] if len(results) == 1 else {"models": results})
     else:
         print_text(runs, results, args)
     return 0

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 from pathlib import Path
 
-from mobileface.cli._format import format_table
+from mobileface.cli._format import format_table, print_json
 from mobileface.cli.eval_cmd import (
     add_crop_arguments,
     add_model_arguments,
@@ -217,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         for out in results:
             out["report"] = {k: str(v) for k, v in files.items()}
     if args.json:
-        print(json.dumps(results[0] if len(results) == 1 else {"models": results}, indent=2))
+        print_json(results[0] if len(results) == 1 else {"models": results})
         return 0
     first = runs[0].metrics
     print(

@@ -47,11 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--calib-method", default="minmax", choices=["minmax", "percentile", "entropy"]
     )
     parser.add_argument("--tflite", metavar="OUT.tflite", help="also write TFLite (litert-torch)")
-    parser.add_argument("--json", action="store_true", help="print one JSON report")
+    parser.add_argument("--json", action="store_true", help="print one JSON report on one line")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from mobileface.cli._format import print_json
     from mobileface.errors import DataFormatError, ModelFileError, require_torch
 
     require_torch("mobileface export")
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         report["tflite"]["parity"] = tparity.to_dict()
         say(f"wrote {path} ({file_size_mb(path):.2f} MB); parity vs PyTorch: {tparity}")
     if args.json:
-        print(json.dumps(report, indent=2, default=str))
+        print_json(report)
     return 0
 
 

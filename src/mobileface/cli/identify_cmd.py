@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,13 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="search method (auto: approximate from 200,000 faces on)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object per photo")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document on one line (a list when several photos are given; "
+        'a photo that failed is {"image", "error", "message"})',
+    )
     add_encoder_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mobileface.cli._format import format_table
+    from mobileface.cli._format import print_json
     from mobileface.errors import DataFormatError, ImageError, NoFaceError
     from mobileface.gallery import Gallery, GalleryStore
     from mobileface.gallery.gallery import face_dict
@@ -51,42 +56,69 @@ def run(args: argparse.Namespace) -> int:
         raise DataFormatError("--top-k must be at least 1")
     store = GalleryStore(args.db, create=False)
     status = 0
+    records: list[dict] = []
+    several = len(args.images) > 1
     with Gallery(store, encoder_from_args(args), index=args.index) as gallery:
-        for image in args.images:
+        source = str(getattr(gallery.encoder, "threshold_source", "") or "")
+        for number, image in enumerate(args.images, 1):
             try:
                 result = gallery.identify(image, args.top_k, args.aggregate)
             except (ImageError, NoFaceError) as exc:
-                print(f"mobileface identify: error: {exc}", file=sys.stderr)
+                if not several:
+                    raise  # reported once, as text or JSON, by the CLI's error handling
                 status = 1
+                if args.json:
+                    code = getattr(exc, "code", "error")
+                    records.append({"image": image, "error": code, "message": str(exc)})
+                else:
+                    print(f"mobileface identify: error: {exc}", file=sys.stderr)
                 continue
             if args.json:
-                record = {
-                    "image": image,
-                    "face": face_dict(result.face),
-                    "threshold": result.threshold,
-                    "model": str(result.model),
-                    "matches": [m.to_dict() for m in result.matches],
-                }
-                print(json.dumps(record))
+                records.append(
+                    {
+                        "image": image,
+                        "face": face_dict(result.face),
+                        "threshold": result.threshold,
+                        "model": str(result.model),
+                        "matches": [m.to_dict() for m in result.matches],
+                    }
+                )
                 continue
-            if len(args.images) > 1:
+            if several:
                 print(f"{image}:")
-            if not result.matches:
-                print("  no one enrolled with this model" if len(args.images) > 1 else "no match")
-                continue
-            rows = [
-                [
-                    rank,
-                    m.name,
-                    m.person_id,
-                    f"{m.score:.4f}",
-                    "" if m.same is None else ("match" if m.same else ""),
-                ]
-                for rank, m in enumerate(result.matches, 1)
-            ]
-            print(format_table(["#", "name", "person", "score", ""], rows))
-            if result.threshold is not None:
-                source = getattr(gallery.encoder, "threshold_source", "")
-                note = f"; {source}" if source.startswith("fallback") else ""
-                print(f"(match: score >= {result.threshold:.4f}{note})")
+            print(describe(result, source))
+            if several and number < len(args.images):
+                print()
+    if args.json:
+        print_json(records if several else records[0])
     return status
+
+
+def describe(result: Any, threshold_source: str = "") -> str:
+    """The ranked candidates as a table, then the verdict at the threshold used."""
+    from mobileface.cli._format import format_table
+
+    if not result.matches:
+        return f"no one enrolled with {result.model}"
+    threshold = result.threshold
+    headers = ["#", "name", "person", "score"]
+    if threshold is not None:
+        headers.append("decision")
+    rows = []
+    for rank, m in enumerate(result.matches, 1):
+        row: list[object] = [rank, m.name, m.person_id, f"{m.score:.4f}"]
+        if threshold is not None:
+            row.append("match" if m.same else "-")
+        rows.append(row)
+    lines = [format_table(headers, rows)]
+    if threshold is not None:
+        note = " (generic fallback threshold)" if threshold_source.startswith("fallback") else ""
+        best = result.matches[0]
+        if best.same:
+            lines.append(
+                f"match: {best.name} (person {best.person_id}), score {best.score:.4f} >= "
+                f"{threshold:.4f}{note}"
+            )
+        else:
+            lines.append(f"no match above {threshold:.4f}{note}")
+    return "\n".join(lines)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,22 +24,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     listing = action("list", "list the enrolled persons")
     listing.add_argument("--name", help="only persons with this exact name")
-    listing.add_argument("--json", action="store_true", help="print one JSON list")
+    listing.add_argument("--json", action="store_true", help="print one JSON list on one line")
     listing.set_defaults(handler=run_list)
 
-    show = action("show", "show persons with their faces")
-    show.add_argument("ids", nargs="+", type=int, metavar="ID")
+    show = action(
+        "show",
+        "show persons with their faces",
+        "Show persons, each named by id or by exact name (a name several persons share is "
+        "refused, listing their ids), with their enrolled faces.",
+    )
+    show.add_argument("refs", nargs="+", metavar="NAME|ID", help="a person's id or exact name")
+    show.add_argument("--json", action="store_true", help="print one JSON document on one line")
     show.set_defaults(handler=run_show)
 
-    remove = action("remove", "remove persons with all their faces (and kept photos)")
-    remove.add_argument("ids", nargs="+", type=int, metavar="ID")
+    remove = action(
+        "remove",
+        "remove persons with all their faces (and kept photos)",
+        "Remove persons, each named by id or by exact name (a name several persons share is "
+        "refused, listing their ids), with all their faces and kept photos.",
+    )
+    remove.add_argument("refs", nargs="+", metavar="NAME|ID", help="a person's id or exact name")
     remove.set_defaults(handler=run_remove)
 
     check = action(
         "check",
         "check the file: SQLite integrity, schema version, models and their faces",
     )
-    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument("--json", action="store_true", help="print one JSON object on one line")
     check.set_defaults(handler=run_check)
 
     reembed = action(
@@ -71,12 +82,12 @@ def _store(args: argparse.Namespace):
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from mobileface.cli._format import format_table
+    from mobileface.cli._format import format_table, print_json
 
     with _store(args) as store:
         people = store.persons(name=args.name)
     if args.json:
-        print(json.dumps([p.to_dict() for p in people], indent=2))
+        print_json([p.to_dict() for p in people])
         return 0
     if not people:
         print("no persons enrolled")
@@ -90,22 +101,61 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from mobileface.cli._format import print_json
+
     with _store(args) as store:
-        people = [store.person(i).to_dict() for i in args.ids]
-    print(json.dumps(people if len(people) > 1 else people[0], indent=2))
+        people = [store.find_person(ref) for ref in args.refs]
+    if args.json:
+        records = [p.to_dict() for p in people]
+        print_json(records if len(records) > 1 else records[0])
+        return 0
+    print("\n\n".join(describe_person(p) for p in people))
     return 0
+
+
+def describe_person(person: Any) -> str:
+    """A person as a few lines of text and a table of their faces."""
+    from mobileface.cli._format import format_table
+
+    faces = len(person.faces)
+    lines = [
+        f"person {person.id} {person.name!r}: {faces} face{'' if faces == 1 else 's'}, "
+        f"enrolled {person.created_at[:19].replace('T', ' ')} UTC"
+    ]
+    if person.metadata:
+        lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in person.metadata.items()))
+    if person.photos:
+        lines.append(f"photos kept: {person.photos}")
+    if person.faces:
+        rows = [
+            [
+                f.id,
+                str(f.model),
+                "-" if f.det_score is None else f"{f.det_score:.3f}",
+                "-" if f.box is None else " ".join(f"{v:.0f}" for v in f.box),
+                f.image_sha256[:16],
+                f.created_at[:19].replace("T", " "),
+            ]
+            for f in person.faces
+        ]
+        headers = ["face", "model", "detection", "box x1 y1 x2 y2", "image SHA-256", "enrolled"]
+        lines.append(format_table(headers, rows))
+    return "\n".join(lines)
 
 
 def run_remove(args: argparse.Namespace) -> int:
     with _store(args) as store:
-        for person_id in args.ids:
-            person = store.person(person_id)
-            store.remove_person(person_id)
+        found = [store.find_person(ref) for ref in args.refs]  # all found before any removal
+        people = list({p.id: p for p in found}.values())
+        for person in people:
+            store.remove_person(person.id)
             print(f"removed person {person.id} {person.name!r} ({len(person.faces)} faces)")
     return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from mobileface.cli._format import print_json
+
     with _store(args) as store:
         report = {
             "path": str(store.path),
@@ -116,7 +166,7 @@ def run_check(args: argparse.Namespace) -> int:
             "models": [m.to_dict() for m in store.models()],
         }
     if args.json:
-        print(json.dumps(report, indent=2))
+        print_json(report)
     else:
         print(
             f"{report['path']}: integrity {report['integrity']}, schema v{report['schema_version']}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,15 +51,34 @@ class IdentificationEntry:
 
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    return _write_atomic(
+        path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    )
+
+
+def _write_atomic(path: Path, write: Callable[[str], object]) -> Path:
+    """Have ``write`` fill a temporary file beside ``path``, then rename it over ``path``.
+
+    ``mkstemp`` makes its file 0600; a report is meant to be shared, so the file gets the
+    permissions any new file would (0666 less the umask: 0644 under the usual 022).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def plot_roc(entries: Sequence[VerificationEntry], path: str | Path) -> Path:
@@ -339,12 +358,4 @@ def _html_page(title: str, body: Sequence[str]) -> str:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return _write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

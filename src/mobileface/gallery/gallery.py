@@ -100,6 +100,7 @@ class PreparedFace:
     embedding: np.ndarray
     face: Any
     data: bytes
+    crop: np.ndarray | None = None  # the aligned crop, only when asked for (display)
 
 
 def read_source(source: ImageSource) -> tuple[str, bytes]:
@@ -192,16 +193,26 @@ class Gallery:
         kwargs = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
         return label, data, load_image(data, name=label, **kwargs)
 
-    def prepare(self, source: ImageSource) -> PreparedFace:
-        """Decode, detect and embed one image (nothing is written)."""
+    def prepare(self, source: ImageSource, *, with_crop: bool = False) -> PreparedFace:
+        """Decode, detect and embed one image (nothing is written).
+
+        ``with_crop`` also keeps the aligned crop the model saw, where the encoder can give it
+        (``encode_with_crop``), so a caller can show it.
+        """
         label, data, image = self.decode(source)
-        embedding, face = self.encoder.encode(image, label)
+        crop = None
+        encode_with_crop = getattr(self.encoder, "encode_with_crop", None)
+        if with_crop and encode_with_crop is not None:
+            embedding, face, crop = encode_with_crop(image, label)
+        else:
+            embedding, face = self.encoder.encode(image, label)
         return PreparedFace(
             label=label,
             sha256=hashlib.sha256(data).hexdigest(),
             embedding=_normalised(embedding),
             face=face,
             data=data,
+            crop=crop,
         )
 
     # -- enrolment -----------------------------------------------------------------------------

@@ -56,13 +56,18 @@ class Encoder:
 
         Raises :class:`~mobileface.errors.NoFaceError` naming ``label``.
         """
+        vector, face, _ = self.encode_with_crop(image_rgb, label)
+        return vector, face
+
+    def encode_with_crop(self, image_rgb: Any, label: str = "image") -> tuple[Any, Any, Any]:
+        """As :meth:`encode`, plus the aligned crop the model saw (uint8 RGB), for display."""
         import numpy as np
 
         with self.verifier() as verifier:
             face = verifier.find_face(image_rgb, label)
             crop = verifier.align(image_rgb, face)
         vector = np.asarray(self.embedder.embed([crop]), np.float32).reshape(-1)
-        return vector / max(float(np.linalg.norm(vector)), 1e-12), face
+        return vector / max(float(np.linalg.norm(vector)), 1e-12), face, crop
 
 
 def model_key_for(spec: str | Path, embedder: Any) -> Any:

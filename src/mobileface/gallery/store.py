@@ -18,6 +18,7 @@ cheaply that they are stale.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import uuid
@@ -223,6 +224,25 @@ def decode_embeddings(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype=EMBEDDING_DTYPE).reshape(len(blobs), dim).copy()
 
 
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with any password in a ``scheme://user:password@host`` URL masked."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", text)
+
+
+def refuse_urls(path: str | Path) -> None:
+    """A ``--db`` value that looks like a URL is not a file name: refuse it clearly instead of
+    creating folders named ``postgresql:`` (the password, if any, is never echoed)."""
+    match = _URL.match(str(path))
+    if match:
+        raise DataFormatError(
+            f"{redact_url(str(path))}: {match['scheme']}:// URLs are not supported as a gallery "
+            "(--db takes the path of a SQLite gallery file, e.g. gallery.db)"
+        )
+
+
 class GalleryStore:
     """A gallery file; safe to share between threads (calls are serialised by a lock).
 
@@ -231,6 +251,7 @@ class GalleryStore:
     """
 
     def __init__(self, path: str | Path, *, create: bool = True, timeout: float = 30.0) -> None:
+        refuse_urls(path)
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise DataFormatError(f"{self.path}: no such gallery")
@@ -450,6 +471,38 @@ class GalleryStore:
         faces = self._faces_of([person_id]).get(person_id, ())
         photos = self._query("SELECT count(*) FROM photos WHERE person_id = ?", (person_id,))
         return _person(rows[0], faces, int(photos[0][0]))
+
+    def find_person(self, ref: str | int) -> Person:
+        """The person ``ref`` names: an id, else a name exactly one person has.
+
+        A name several persons share is refused, listing their ids; an unknown one is refused
+        with the persons whose name differs only in case or spacing, if any.
+        """
+        text = str(ref).strip()
+        if isinstance(ref, int) or text.isdigit():
+            try:
+                return self.person(int(text))
+            except UnknownPersonError:
+                if isinstance(ref, int):
+                    raise
+        people = self.persons(name=text)
+        if len(people) == 1:
+            return people[0]
+        if people:
+            ids = ", ".join(str(p.id) for p in people)
+            raise DataFormatError(
+                f"{len(people)} persons are called {text!r} (ids {ids}): name one by its id"
+            )
+        folded = " ".join(text.replace("_", " ").split()).casefold()
+        close = [
+            f"{name!r} (id {pid})"
+            for pid, name in self._query("SELECT id, name FROM persons ORDER BY id")
+            if " ".join(name.replace("_", " ").split()).casefold() == folded
+        ]
+        hint = f"; did you mean {', '.join(close[:5])}?" if close else ""
+        if text.isdigit():
+            raise UnknownPersonError(f"no person with id {text}{hint}")
+        raise UnknownPersonError(f"no person called {text!r}{hint}")
 
     def persons(
         self, *, name: str | None = None, limit: int | None = None, offset: int = 0

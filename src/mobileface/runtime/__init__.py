@@ -5,6 +5,8 @@ from mobileface.runtime import FaceVerifier, open_embedder
 
 verifier = FaceVerifier(open_embedder("model.onnx"))
 result = verifier.verify("a.jpg", "b.jpg")   # score, same, threshold, faces, timings
+result.operating_point                       # FAR 1e-3 and the TAR calibrated there
+strict = FaceVerifier(verifier.embedder, far=1e-4)   # the threshold calibrated at FAR 1e-4
 ```
 
 Nothing here imports PyTorch, directly or not (checkpoints ``.pt`` opened through
@@ -15,7 +17,15 @@ from .embedder import Embedder, OnnxEmbedder, open_embedder
 from .metadata import DEFAULT_FAR_KEY, decode_metadata, encode_metadata
 from .preprocess import Normalization, as_crop_batch
 from .scoring import cosine_matrix, cosine_similarity, l2_normalize
-from .verifier import FALLBACK_THRESHOLD, FaceVerifier, VerificationResult, resolve_threshold
+from .verifier import (
+    FALLBACK_THRESHOLD,
+    FaceVerifier,
+    OperatingPoint,
+    VerificationResult,
+    calibrated_fars,
+    operating_point_key,
+    resolve_threshold,
+)
 
 __all__ = [
     "DEFAULT_FAR_KEY",
@@ -24,13 +34,16 @@ __all__ = [
     "FaceVerifier",
     "Normalization",
     "OnnxEmbedder",
+    "OperatingPoint",
     "VerificationResult",
     "as_crop_batch",
+    "calibrated_fars",
     "cosine_matrix",
     "cosine_similarity",
     "decode_metadata",
     "encode_metadata",
     "l2_normalize",
     "open_embedder",
+    "operating_point_key",
     "resolve_threshold",
 ]

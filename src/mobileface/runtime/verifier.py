@@ -2,9 +2,15 @@
 
 :class:`FaceVerifier` chains decode -> detect -> align -> embed -> cosine -> threshold, and
 times each step. The threshold is, in order: the one given; the model's calibrated threshold
-at FAR 1e-3 (from the ONNX metadata, else its model card); ``fallback_threshold`` when the
-caller supplies one (the CLI passes :data:`FALLBACK_THRESHOLD` and says so); otherwise none, and
-results carry ``same=None``.
+at the chosen false-accept rate, ``far`` (default 1e-3; from its model card, else its ONNX
+metadata); ``fallback_threshold`` when the caller supplies one (the CLI passes
+:data:`FALLBACK_THRESHOLD` and says so); otherwise none, and results carry ``same=None``.
+A ``far`` the model has no calibrated threshold at is an :class:`OperatingPointError` that
+lists the calibrated ones; only the default falls back silently.
+
+A calibrated threshold is an :class:`OperatingPoint`: the FAR it was calibrated at and the
+TAR the calibration measured there (from the model card), which results carry, so a decision
+always says what error rates it stands for.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mobileface.errors import ImageError, NoFaceError
+from mobileface.errors import ImageError, NoFaceError, OperatingPointError
 
 from .metadata import DEFAULT_FAR_KEY
 from .scoring import l2_normalize
@@ -35,8 +41,36 @@ ImageInput = str | Path | bytes | np.ndarray
 
 
 @dataclass(frozen=True)
+class OperatingPoint:
+    """A calibrated operating point: the target FAR and what the calibration measured there.
+
+    ``tar`` is the share of same-person pairs the calibration accepted at ``threshold``,
+    ``pairs`` the pairs it used (both ``None`` where the model card does not record them, as
+    for thresholds read from ONNX metadata alone).
+    """
+
+    far: float
+    key: str
+    threshold: float
+    tar: float | None = None
+    pairs: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "far": self.far,
+            "key": self.key,
+            "tar": None if self.tar is None else round(self.tar, 6),
+            "calibration_pairs": self.pairs,
+        }
+
+
+@dataclass(frozen=True)
 class VerificationResult:
-    """The outcome of one verification; ``timings`` are milliseconds per step (both images)."""
+    """The outcome of one verification; ``timings`` are milliseconds per step (both images).
+
+    ``operating_point`` is the calibrated point the threshold comes from (``None`` for a
+    given or fallback threshold).
+    """
 
     score: float
     same: bool | None
@@ -44,6 +78,7 @@ class VerificationResult:
     threshold_source: str
     faces: tuple[Any, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    operating_point: OperatingPoint | None = None
 
     @property
     def boxes(self) -> np.ndarray:
@@ -61,27 +96,117 @@ class VerificationResult:
             "same": self.same,
             "threshold": self.threshold,
             "threshold_source": self.threshold_source,
+            "operating_point": self.operating_point and self.operating_point.to_dict(),
             "faces": [f.to_dict() for f in self.faces],
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
 
+def operating_point_key(far: float | str) -> str:
+    """The model-card key of a false-accept rate: ``1e-3``, ``0.001``, ``"1e-3"`` and
+    ``"far_1e-3"`` all give ``"far_1e-3"``; :class:`OperatingPointError` if it is no rate."""
+    text = str(far).strip()
+    try:
+        value = float(text[4:] if text.startswith("far_") else text)
+    except ValueError:
+        raise OperatingPointError(f"FAR {far!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise OperatingPointError(f"FAR {far!r} is not between 0 and 1 (e.g. 1e-3)")
+    from mobileface.evaluation.calibration import threshold_key
+
+    return threshold_key(value)
+
+
+def calibrated_fars(embedder: Any) -> list[str]:
+    """The FARs ``embedder`` has calibrated thresholds at, as text (``["1e-3", "1e-4"]``)."""
+    table = getattr(embedder, "thresholds", None) or {}
+    keys = [k for k in table if isinstance(k, str) and k.startswith("far_")]
+    return [k[4:] for k in sorted(keys, key=_rate, reverse=True)]
+
+
 def resolve_threshold(
     embedder: Any,
     threshold: float | None = None,
-    far_key: str = DEFAULT_FAR_KEY,
+    far: float | str | None = None,
     fallback: float | None = None,
 ) -> tuple[float | None, str]:
-    """``(threshold, where it came from)``; see the module docstring for the order."""
+    """``(threshold, where it came from)``; see the module docstring for the order.
+
+    ``far`` picks the calibrated operating point (``1e-4``, ``"1e-4"`` or ``"far_1e-4"``;
+    default FAR 1e-3). A ``far`` given but not calibrated raises :class:`OperatingPointError`
+    naming the calibrated ones; the default falls back to ``fallback``, else ``None``.
+    """
     if threshold is not None:
         return float(threshold), "given"
+    key = DEFAULT_FAR_KEY if far is None else operating_point_key(far)
     table = getattr(embedder, "thresholds", None) or {}
-    if far_key in table:
+    if key in table:
         source = getattr(embedder, "thresholds_source", "") or "model"
-        return float(table[far_key]), f"{source}, {far_key.replace('_', ' ')}"
+        return float(table[key]), f"{source}, FAR {key[4:]}"
+    if far is not None:
+        name = getattr(embedder, "name", "the model")
+        known = calibrated_fars(embedder)
+        if known:
+            raise OperatingPointError(
+                f"{name} has no threshold calibrated at FAR {key[4:]}; calibrated FARs: "
+                f"{', '.join(known)} (or pass --threshold, or calibrate at more rates with "
+                "'mobileface eval ... --calibrate CARD --far RATES')"
+            )
+        raise OperatingPointError(
+            f"{name} has no calibrated thresholds, so no FAR {key[4:]}; pass --threshold, or "
+            "calibrate it with 'mobileface eval ... --calibrate CARD'"
+        )
     if fallback is not None:
         return float(fallback), "fallback (model has no calibrated threshold)"
     return None, "none"
+
+
+def operating_point(
+    embedder: Any, far: float | str | None = None, threshold: float | None = None
+) -> OperatingPoint | None:
+    """The calibrated operating point ``resolve_threshold(embedder, None, far)`` decides at.
+
+    ``threshold`` is what it resolved to; the TAR is taken from the model card (``NAME.json``
+    beside the model file, as :func:`~mobileface.runtime.open_embedder` reads it) only when the
+    card's threshold is that one. ``None`` when the model has no threshold at ``far``.
+    """
+    key = DEFAULT_FAR_KEY if far is None else operating_point_key(far)
+    table = getattr(embedder, "thresholds", None) or {}
+    if key not in table:
+        return None
+    value = float(table[key]) if threshold is None else float(threshold)
+    card = _model_card(embedder)
+    tar = pairs = None
+    card_value = (card.get("thresholds") or {}).get(key)
+    if card_value is not None and abs(float(card_value) - value) < 1e-9:
+        from mobileface.weights import card_tar
+
+        tar = card_tar(card, key)
+        pairs = (card.get("calibration") or {}).get("pairs")
+    return OperatingPoint(far=_rate(key), key=key, threshold=value, tar=tar, pairs=pairs)
+
+
+def _model_card(embedder: Any) -> dict[str, Any]:
+    card = getattr(embedder, "card", None)
+    if isinstance(card, dict):
+        return card
+    path = getattr(embedder, "path", None)
+    if path is None:
+        return {}
+    from mobileface.errors import DataFormatError
+    from mobileface.weights import load_model_card
+
+    try:
+        return load_model_card(path)
+    except DataFormatError:
+        return {}
+
+
+def _rate(key: str) -> float:
+    try:
+        return float(key[4:])
+    except ValueError:
+        return 0.0
 
 
 class FaceVerifier:
@@ -93,8 +218,14 @@ class FaceVerifier:
         threshold: cosine threshold; default the model's calibrated one (see module doc).
         policy: which face to use when a photo has several (``largest``, ``central``,
             ``score``).
-        far_key: the calibrated operating point to use (``far_1e-3`` or ``far_1e-4``).
-        fallback_threshold: used when the model has no calibrated threshold.
+        far: the calibrated operating point to decide at, as a false-accept rate (``1e-4``,
+            ``"1e-4"`` or the card key ``"far_1e-4"``); default 1e-3. One the model has no
+            threshold at raises :class:`OperatingPointError` listing the calibrated ones.
+        fallback_threshold: used when the model has no calibrated threshold (and ``far`` is
+            not given).
+
+    ``threshold``, ``threshold_source`` and ``operating_point`` (an :class:`OperatingPoint`,
+    ``None`` for a given or fallback threshold) say what it decides at.
 
     Images may be paths, encoded bytes, or ``H x W x 3`` uint8 RGB arrays. Not thread-safe
     (detectors are not): give each thread its own verifier; they may share the embedder.
@@ -107,7 +238,7 @@ class FaceVerifier:
         threshold: float | None = None,
         policy: str = "largest",
         *,
-        far_key: str = DEFAULT_FAR_KEY,
+        far: float | str | None = None,
         fallback_threshold: float | None = None,
     ) -> None:
         from mobileface.align import POLICIES
@@ -118,7 +249,10 @@ class FaceVerifier:
         self._detector = detector
         self.policy = policy
         self.threshold, self.threshold_source = resolve_threshold(
-            embedder, threshold, far_key, fallback_threshold
+            embedder, threshold, far, fallback_threshold
+        )
+        self.operating_point = (
+            None if threshold is not None else operating_point(embedder, far, self.threshold)
         )
 
     @property
@@ -163,6 +297,31 @@ class FaceVerifier:
 
         return align_face(image_rgb, face.landmarks, size=tuple(self.embedder.input_size))
 
+    def warm_up(self) -> float:
+        """Run every step once on a blank image; returns the milliseconds it took.
+
+        The first call of each step pays one-off costs (lazy imports, loading the detector,
+        the first inference of each ONNX Runtime session, OpenCV's first warp): tens to
+        hundreds of milliseconds that say nothing about the steady-state time per photo. Call
+        this first to keep them out of :meth:`verify`'s ``timings``.
+        """
+        import cv2
+
+        from mobileface.align import template_for
+
+        start = time.perf_counter()
+        h, w = (int(v) for v in self.embedder.input_size)
+        side = max(256, 2 * h, 2 * w)  # a photo of LFW's size, padded as the detector pads it
+        blank = np.full((side, side, 3), 128, dtype=np.uint8)
+        ok, encoded = cv2.imencode(".jpg", blank)
+        rgb = self.load(encoded.tobytes() if ok else blank, "warm-up image")
+        self.detector.detect(rgb)
+        from mobileface.align import align_face
+
+        crop = align_face(rgb, template_for((h, w)) + np.array([w / 2, h / 2]), size=(h, w))
+        self.embedder.embed([crop])
+        return (time.perf_counter() - start) * 1e3
+
     def verify(self, image_a: ImageInput, image_b: ImageInput) -> VerificationResult:
         """Compare the chosen face of each image; raises :class:`NoFaceError` naming the image."""
         timings = dict.fromkeys(STEPS, 0.0)
@@ -190,7 +349,13 @@ class FaceVerifier:
         timings["total"] = (time.perf_counter() - start) * 1e3
         same = None if self.threshold is None else bool(score >= self.threshold)
         return VerificationResult(
-            score, same, self.threshold, self.threshold_source, (faces[0], faces[1]), timings
+            score,
+            same,
+            self.threshold,
+            self.threshold_source,
+            (faces[0], faces[1]),
+            timings,
+            operating_point=self.operating_point,
         )
 
     def embed_image(self, image: ImageInput) -> tuple[np.ndarray, Any]:

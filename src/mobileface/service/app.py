@@ -57,6 +57,7 @@ STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -134,6 +135,7 @@ def create_app(config: ServiceConfig, *, encoder: FaceEncoder | None = None) -> 
         gallery.store.close()
         raise
     pages = {name: _static(name) for name in STATIC_FILES}
+    icon = favicon_ico()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -176,6 +178,14 @@ def create_app(config: ServiceConfig, *, encoder: FaceEncoder | None = None) -> 
     @app.get("/", include_in_schema=False)
     def page() -> Response:
         return _page(pages, "index.html")
+
+    @app.get("/favicon.svg", include_in_schema=False)
+    def icon_svg() -> Response:
+        return _page(pages, "favicon.svg")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def icon_ico() -> Response:
+        return Response(icon, media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/ui/{name}", include_in_schema=False)
     def asset(name: str) -> Response:
@@ -220,10 +230,21 @@ def create_app(config: ServiceConfig, *, encoder: FaceEncoder | None = None) -> 
     # -- 1:1 and embeddings -----------------------------------------------------------------
 
     @v1.post("/verify", response_model=schemas.VerifyResult, tags=["faces"])
-    def verify(image_a: Annotated[Upload, File()], image_b: Annotated[Upload, File()]) -> Any:
-        """Are the faces in two photos the same person? (The largest face of each is used.)"""
-        a = gallery.prepare(_read(image_a, "image_a"))
-        b = gallery.prepare(_read(image_b, "image_b"))
+    def verify(
+        image_a: Annotated[Upload, File()],
+        image_b: Annotated[Upload, File()],
+        crops: Annotated[
+            bool,
+            Form(description="also return the aligned crops the model saw, as PNG data URLs"),
+        ] = False,
+    ) -> Any:
+        """Are the faces in two photos the same person? (The largest face of each is used.)
+
+        Each face comes with its box and 5 landmarks in the uploaded image's pixels; with
+        ``crops=true``, also with the aligned crop that was embedded (a few kB each).
+        """
+        a = gallery.prepare(_read(image_a, "image_a"), with_crop=crops)
+        b = gallery.prepare(_read(image_b, "image_b"), with_crop=crops)
         score = float(np.dot(a.embedding, b.embedding))
         threshold = encoder.threshold
         return {
@@ -233,6 +254,9 @@ def create_app(config: ServiceConfig, *, encoder: FaceEncoder | None = None) -> 
             "model": gallery.model.name,
             "model_version": gallery.model.version,
             "faces": {"image_a": face_dict(a.face), "image_b": face_dict(b.face)},
+            "crops": {"image_a": png_data_url(a.crop), "image_b": png_data_url(b.crop)}
+            if crops
+            else None,
         }
 
     @v1.post("/embed", response_model=schemas.EmbedResult, tags=["faces"])
@@ -366,6 +390,40 @@ def _metadata(text: str | None) -> dict[str, Any] | None:
 
 def _enrolment(result: Any) -> dict[str, Any]:
     return {**result.person.to_dict(), "added": result.added, "duplicates": result.duplicates}
+
+
+def png_data_url(image_rgb: np.ndarray | None) -> str | None:
+    """``data:image/png;base64,...`` of an RGB uint8 image, for a web page to show as is."""
+    if image_rgb is None:
+        return None
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image_rgb, np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def favicon_ico() -> bytes:
+    """A small face icon as ICO (16, 32 and 48 px), drawn here rather than shipped as a binary;
+    the page itself links the SVG version (``static/favicon.svg``)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    size = 192  # drawn large, scaled down by the ICO writer
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((0, 0, size - 1, size - 1), radius=36, fill=(29, 78, 137, 255))
+    draw.ellipse((40, 28, 152, 164), outline=(255, 255, 255, 255), width=12)
+    for x in (76, 116):
+        draw.ellipse((x - 9, 78, x + 9, 96), fill=(255, 255, 255, 255))
+    draw.arc((68, 92, 124, 138), start=20, end=160, fill=(255, 255, 255, 255), width=10)
+    buffer = io.BytesIO()
+    image.save(buffer, format="ICO", sizes=[(16, 16), (32, 32), (48, 48)])
+    return buffer.getvalue()
 
 
 def _one_blas_thread() -> None:

@@ -50,6 +50,11 @@ class VerifyResult(BaseModel):
     model: str
     model_version: str
     faces: dict[str, FaceBox] = Field(description="the face used in image_a and in image_b")
+    crops: dict[str, str | None] | None = Field(
+        None,
+        description="only when asked (crops=true): the aligned crop of each face that the model "
+        "embedded, as a PNG data URL (data:image/png;base64,...)",
+    )
 
 
 class EmbedResult(BaseModel):

@@ -5,16 +5,20 @@ A bundled model ``NAME`` is two files in this folder: ``NAME.onnx`` (exported by
 
     {
       "name": "mobilefacenet",
-      "architecture": "mobilefacenet",
+      "architecture": "mobilefacenet_relu",
+      "precision": "fp32",
       "input_size": [112, 112],
       "embedding_size": 128,
       "thresholds": {"far_1e-3": 0.31, "far_1e-4": 0.42},
+      "calibration": {"tar": {"far_1e-3": 0.80, "far_1e-4": 0.65}, "pairs": 103000},
       "licence": "...", "training_data": "...", "results": {...}
     }
 
 ``thresholds`` are cosine thresholds calibrated at a false-accept rate of 1e-3 and 1e-4
-(:mod:`mobileface.evaluation.calibration` writes them); ``verify`` decides at FAR 1e-3 unless
-told otherwise. Dropping the two files in this folder is all it takes to bundle a model; the
+(:mod:`mobileface.evaluation.calibration` writes them, with the TAR measured at each under
+``calibration.tar``); ``verify`` decides at FAR 1e-3 unless told otherwise (``--far``).
+``mobileface models --weights`` lists the bundled names with their cards' figures.
+Dropping the two files in this folder is all it takes to bundle a model; the
 default is :data:`DEFAULT_NAME` once its files are here. ``MOBILEFACE_WEIGHTS_DIR`` points
 the registry at another folder (tests, or weights installed beside the package).
 
@@ -23,6 +27,7 @@ This module is torch-free and reads no ONNX file: it only finds files and cards.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
@@ -90,9 +95,49 @@ def resolve_weights(name_or_path: str | Path) -> Path:
         raise ModelFileError(
             f"{text!r} is not a model file or bundled weights name; {NO_WEIGHTS_HINT}"
         )
-    raise ModelFileError(
-        f"{text!r} is neither a model file nor bundled weights (bundled: {', '.join(names)})"
+    raise ModelFileError(unknown_name_message(text, names))
+
+
+def unknown_name_message(text: str, names: list[str] | None = None) -> str:
+    """Why ``text`` is no usable ``--model``, and which names are.
+
+    A zoo architecture name gets its own explanation: an architecture is not trained weights,
+    though bundled weights of it may exist under another name (the default ``mobilefacenet``
+    weights are architecture ``mobilefacenet_relu``).
+    """
+    from mobileface.zoo import zoo_names
+
+    names = list_weights() if names is None else names
+    if text in zoo_names():
+        have = architectures().get(text, [])
+        if have:
+            what = (
+                f"{text!r} is a zoo architecture, not a weights name; its bundled weights are "
+                f"{', '.join(have)}"
+            )
+        else:
+            what = (
+                f"{text!r} is a zoo architecture without bundled weights (an untrained network "
+                "cannot verify faces)"
+            )
+    else:
+        close = difflib.get_close_matches(text, names, n=2)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        what = f"{text!r} is neither a model file nor bundled weights{hint}"
+    return (
+        f"{what}; valid --model names: {', '.join(names)} (bundled weights), an .onnx file or "
+        "a training checkpoint .pt; see 'mobileface models --weights'"
     )
+
+
+def architectures() -> dict[str, list[str]]:
+    """``{architecture: [bundled weights names]}`` from the cards' ``architecture`` entries."""
+    out: dict[str, list[str]] = {}
+    for name in list_weights():
+        arch = load_model_card(name).get("architecture")
+        if arch:
+            out.setdefault(str(arch), []).append(name)
+    return out
 
 
 def load_model_card(name_or_path: str | Path) -> dict[str, Any]:
@@ -120,3 +165,37 @@ def card_threshold(card: dict[str, Any], key: str = "far_1e-3") -> float | None:
     """The card's calibrated threshold under ``key`` (``far_1e-3``, ``far_1e-4``), if any."""
     value = (card.get("thresholds") or {}).get(key)
     return None if value is None else float(value)
+
+
+def card_tar(card: dict[str, Any], key: str = "far_1e-3") -> float | None:
+    """The TAR the card's calibration measured at its threshold ``key``, if recorded."""
+    value = ((card.get("calibration") or {}).get("tar") or {}).get(key)
+    return None if value is None else float(value)
+
+
+def weights_info(name: str) -> dict[str, Any]:
+    """What ``mobileface models --weights`` shows of bundled weights ``name``, from its card.
+
+    ``precision`` is the card's own entry (``None`` in cards that predate it; the CLI then
+    reads the ONNX file's metadata). ``lfw_view2`` holds accuracy, its standard deviation
+    over the 10 folds, AUC, EER and TAR at each FAR; ``thresholds`` the calibrated operating
+    points and ``calibration_tar`` the TAR measured at each.
+    """
+    card = load_model_card(name)
+    lfw = (card.get("results") or {}).get("lfw_view2") or {}
+    calibration = card.get("calibration") or {}
+    keys = ("pairs", "accuracy", "accuracy_std", "auc", "eer", "tar_at_far")
+    return {
+        "name": name,
+        "default": name == default_weights_name(),
+        "architecture": card.get("architecture"),
+        "precision": card.get("precision"),
+        "input_size": card.get("input_size"),
+        "embedding_size": card.get("embedding_size"),
+        "size_mb": (card.get("file") or {}).get("size_mb"),
+        "lfw_view2": {k: lfw[k] for k in keys if k in lfw} or None,
+        "thresholds": dict(card.get("thresholds") or {}),
+        "calibration_tar": dict(calibration.get("tar") or {}),
+        "calibration_pairs": calibration.get("pairs"),
+        "licence": card.get("licence"),
+    }

@@ -44,12 +44,65 @@ function busy(form, on) {
   for (const button of form.querySelectorAll("button")) button.disabled = on;
 }
 
-function preview(input, img) {
-  input.addEventListener("change", () => {
-    if (img.src) URL.revokeObjectURL(img.src);
-    if (input.files.length) img.src = URL.createObjectURL(input.files[0]);
-    else img.removeAttribute("src");
+function plural(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+// A photo drawn on a canvas, with the face the service found drawn over it.
+const LANDMARK_COLOURS = ["#00b3ff", "#00b3ff", "#ffd400", "#ff4f9a", "#ff4f9a"];
+
+function drawPhoto(canvas, img, face) {
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  delete canvas.dataset.face;
+  if (!face) return;
+  const unit = Math.max(2, Math.max(canvas.width, canvas.height) / 160);
+  const [x1, y1, x2, y2] = face.box;
+  ctx.lineWidth = unit;
+  ctx.strokeStyle = "#37e05a";
+  ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+  (face.landmarks || []).forEach(([x, y], i) => {
+    ctx.beginPath();
+    ctx.arc(x, y, unit * 1.4, 0, 2 * Math.PI);
+    ctx.fillStyle = LANDMARK_COLOURS[i % LANDMARK_COLOURS.length];
+    ctx.fill();
+    ctx.lineWidth = unit / 2;
+    ctx.strokeStyle = "#000";
+    ctx.stroke();
   });
+  canvas.dataset.face = "drawn";
+}
+
+// Shows the chosen file on ``canvas``; returns ``mark(face)``, which draws a face over it.
+function photoPreview(input, canvas) {
+  const state = { img: null, url: null, face: null };
+  input.addEventListener("change", () => {
+    if (state.url) URL.revokeObjectURL(state.url);
+    state.img = state.url = state.face = null;
+    canvas.hidden = true;
+    if (!input.files.length) return;
+    const img = new Image();
+    img.addEventListener("load", () => {
+      state.img = img;
+      drawPhoto(canvas, img, state.face);
+      canvas.hidden = false;
+    });
+    state.url = img.src = URL.createObjectURL(input.files[0]);
+  });
+  canvas.hidden = true;
+  return (face) => {
+    state.face = face;
+    if (state.img) drawPhoto(canvas, state.img, face);
+  };
+}
+
+function faceCaption(face) {
+  if (!face) return "";
+  const score = face.score === undefined || face.score === null ? "" : `, detector score ${face.score.toFixed(2)}`;
+  const [x1, y1, x2, y2] = face.box.map(Math.round);
+  return `face at ${x1},${y1} to ${x2},${y2}${score}`;
 }
 
 function submit(form, target, run) {
@@ -75,7 +128,7 @@ async function loadInfo() {
     const threshold = info.threshold === null ? "no threshold" : `threshold ${info.threshold.toFixed(3)}`;
     $("info").textContent =
       `${info.model} (${info.index} search, ${threshold}) \u00b7 ` +
-      `${info.persons} persons, ${info.faces} faces`;
+      `${plural(info.persons, "person")}, ${plural(info.faces, "face")}`;
   } catch (err) {
     $("info").textContent = `service: ${err.message}`;
   }
@@ -87,17 +140,34 @@ function init() {
   $("api-key").addEventListener("change", () => {
     sessionStorage.setItem(KEY_STORE, $("api-key").value.trim());
     loadInfo();
+    loadPersons();
   });
-  preview($("verify-a"), $("verify-a-preview"));
-  preview($("verify-b"), $("verify-b-preview"));
-  preview($("identify-image"), $("identify-image-preview"));
+  const markA = photoPreview($("verify-a"), $("verify-a-canvas"));
+  const markB = photoPreview($("verify-b"), $("verify-b-canvas"));
+  const markIdentify = photoPreview($("identify-image"), $("identify-canvas"));
+  for (const side of ["a", "b"]) {
+    $(`verify-${side}`).addEventListener("change", () => {
+      $(`verify-${side}-caption`).textContent = "";
+      $("verify-crops").hidden = true;
+    });
+  }
 
   const verifyResult = $("verify-result");
   submit($("verify-form"), verifyResult, async () => {
     const body = new FormData();
     body.append("image_a", $("verify-a").files[0]);
     body.append("image_b", $("verify-b").files[0]);
+    body.append("crops", "true");
     const r = await call("POST", "/v1/verify", body);
+    markA(r.faces.image_a);
+    markB(r.faces.image_b);
+    $("verify-a-caption").textContent = faceCaption(r.faces.image_a);
+    $("verify-b-caption").textContent = faceCaption(r.faces.image_b);
+    if (r.crops) {
+      $("verify-a-crop").src = r.crops.image_a;
+      $("verify-b-crop").src = r.crops.image_b;
+      $("verify-crops").hidden = false;
+    }
     const verdict =
       r.same === null
         ? el("span", { id: "verify-decision" }, "no threshold known")
@@ -130,10 +200,11 @@ function init() {
         el("strong", { id: "enrol-person-name" }, p.name),
         ` as person #`,
         el("span", { id: "enrol-person-id" }, String(p.id)),
-        ` with ${p.faces.length} face${p.faces.length === 1 ? "" : "s"}.`,
+        ` with ${plural(p.faces.length, "face")}.`,
       ),
     );
     loadInfo();
+    loadPersons();
   });
 
   const identifyResult = $("identify-result");
@@ -142,6 +213,7 @@ function init() {
     body.append("image", $("identify-image").files[0]);
     body.append("top_k", $("identify-top-k").value || "5");
     const r = await call("POST", "/v1/identify", body);
+    markIdentify(r.face);
     if (!r.matches.length) {
       show(identifyResult, el("p", { id: "identify-empty" }, "Nobody is enrolled yet."));
       return;
@@ -154,20 +226,67 @@ function init() {
         el("td", { class: "name" }, m.name),
         el("td", { class: "num" }, `#${m.person_id}`),
         el("td", { class: "num score" }, m.score.toFixed(3)),
-        el("td", {}, m.same === null ? "" : m.same ? "\u2713 match" : ""),
+        ...(r.threshold === null ? [] : [el("td", { class: "decision" }, m.same ? "\u2713 match" : "\u2013")]),
       ),
     );
+    const headings = ["#", "name", "id", "score", ...(r.threshold === null ? [] : ["decision"])];
+    const best = r.matches[0];
+    let verdict = null;
+    if (r.threshold !== null) {
+      verdict = best.same
+        ? el("p", { id: "identify-verdict", class: "same" }, `${best.name} (#${best.person_id}), score ${best.score.toFixed(3)}`)
+        : el("p", { id: "identify-verdict", class: "different" }, `No match above ${r.threshold.toFixed(3)}.`);
+    }
     show(
       identifyResult,
+      ...(verdict ? [verdict] : []),
       el(
         "table",
         { id: "identify-table" },
-        el("thead", {}, el("tr", {}, ...["", "name", "id", "score", ""].map((h) => el("th", {}, h)))),
+        el("thead", {}, el("tr", {}, ...headings.map((h) => el("th", {}, h)))),
         el("tbody", {}, ...rows),
       ),
     );
   });
+
+  $("persons-refresh").addEventListener("click", loadPersons);
   loadInfo();
+  loadPersons();
+}
+
+async function loadPersons() {
+  const target = $("persons-list");
+  try {
+    const r = await call("GET", "/v1/persons?limit=200");
+    if (!r.persons.length) {
+      show(target, el("p", { class: "muted" }, "Nobody is enrolled yet: enrol someone above."));
+    } else {
+      const rows = r.persons.map((p) =>
+        el(
+          "tr",
+          { class: "person" },
+          el("td", { class: "num" }, `#${p.id}`),
+          el("td", { class: "name" }, p.name),
+          el("td", { class: "num" }, String(p.faces.length)),
+          el("td", {}, p.created_at.slice(0, 16).replace("T", " ")),
+        ),
+      );
+      const shown = r.persons.length < r.total ? `${r.persons.length} of ${r.total}` : plural(r.total, "person");
+      show(
+        target,
+        el("p", { class: "muted" }, shown),
+        el(
+          "table",
+          { id: "persons-table" },
+          el("thead", {}, el("tr", {}, ...["id", "name", "faces", "enrolled (UTC)"].map((h) => el("th", {}, h)))),
+          el("tbody", {}, ...rows),
+        ),
+      );
+    }
+    target.dataset.state = "done";
+  } catch (err) {
+    showError(target, err);
+  }
 }
 
 document.addEventListener("DOMContentLoaded", init);
