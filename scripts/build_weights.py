@@ -1,13 +1,13 @@
 """Build the bundled default weights from a finished training run, measuring everything.
 
-    .venv/bin/python scripts/build_weights.py runs/mobilefacenet_relu_shared_stage3/model.pt
+    .venv/bin/python scripts/build_weights.py runs/mobilefacenet_relu_openvino_stage4/model.pt
 
 1. Exports the checkpoint as ONNX fp32 (batch norm folded, PReLU as Conv/Relu/Add) and int8
    (QDQ, per-channel weights, calibrated on CelebA training crops), with parity checks.
-2. LFW View 2 end to end from the photos with the default detector and alignment (YuNet,
-   landmarks averaged over 6 views as `mobileface align` does, the centred face, 5-point
-   similarity onto the ArcFace template, flip): our fp32, our int8 and the peer in one run,
-   from the same crops. 10-fold accuracy, AUC, EER, TAR at FAR.
+2. LFW View 2 end to end from the photos with the default detector, alignment and face policy
+   (YuNet, landmarks averaged over 6 views as `mobileface align` does, 5-point similarity onto
+   the ArcFace template, flip): our fp32, our int8, the recipe's teacher, dlib's ResNet and
+   the peer in one run, from the same crops. 10-fold accuracy, AUC, EER, TAR at FAR.
 3. Thresholds at FAR 1e-3 and 1e-4 on calibration pairs: View 2's 3,000 same pairs and
    --different random pairs of different people among its images (seeded).
 4. Speed, 1 thread: network latency at batch 1 interleaved with the peer's, and an end-to-end
@@ -38,26 +38,48 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-LICENCE = (
-    "Code: Apache-2.0. These weights were trained on CelebA (licensed for non-commercial "
-    "research purposes only) and Pinterest celebrity crops, and distilled from dlib's ResNet "
-    "(face-recognition-models, CC0). They inherit CelebA's terms: non-commercial research "
-    "use only."
-)
+TEACHERS = {
+    "dlib": "dlib's ResNet (dlib_face_recognition_resnet_model_v1, face-recognition-models, CC0)",
+    "face-reidentification-retail-0095": (
+        "Intel's face-reidentification-retail-0095 (Open Model Zoo, Apache-2.0; Intel does not "
+        "disclose its training data)"
+    ),
+}
+
+
+def describe_teacher(spec: str | None) -> str | None:
+    """A teacher's name and licence, for cards: ``dlib`` or a model file's known name."""
+    if not spec:
+        return None
+    return TEACHERS.get(spec) or TEACHERS.get(Path(spec).stem) or Path(spec).name
+
+
+def licence(teachers: list[str]) -> str:
+    return (
+        "Code: Apache-2.0. These weights were trained on CelebA (licensed for non-commercial "
+        "research purposes only) and the Pins face set of Pinterest celebrity crops (no licence "
+        "stated: research use only), and distilled from "
+        + " and then ".join(teachers)
+        + ". They inherit CelebA's terms: non-commercial research use only."
+    )
 
 
 # ------------------------------------------------------------------ crops
 _detector = None
 
 
-def _start(options: dict) -> None:
-    global _detector
+_policy = "largest"
+
+
+def _start(options: dict, policy: str) -> None:
+    global _detector, _policy
     import cv2
 
     from mobileface.evaluation.pipeline import open_detector
 
     cv2.setNumThreads(1)
     _detector = open_detector("yunet", **options)
+    _policy = policy
 
 
 def _crop(path: str) -> tuple[bytes, bool]:
@@ -67,14 +89,14 @@ def _crop(path: str) -> tuple[bytes, bool]:
     from mobileface.evaluation.pipeline import OK, EmbedOptions, ImageSource, _make_crop
 
     source = ImageSource(path, path=Path(path))
-    options = EmbedOptions(policy="central")
+    options = EmbedOptions(policy=_policy)
     crop, meta = _make_crop(source, source.read(), options, (112, 112), _detector)
     ok, png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
     assert ok
     return png.tobytes(), meta["status"] == OK
 
 
-def aligned_pair_set(lfw: Path, workers: int):
+def aligned_pair_set(lfw: Path, workers: int, policy: str):
     """LFW View 2 as a pair set over in-memory aligned crops (made once, for every model)."""
     from tqdm import tqdm
 
@@ -86,7 +108,7 @@ def aligned_pair_set(lfw: Path, workers: int):
     paths = [str(s.path) for s in pair_set.sources]
     options = EmbedOptions(precise=True).detector_options()
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, _start, (options,)) as pool:
+    with context.Pool(workers, _start, (options, policy)) as pool:
         results = list(
             tqdm(pool.imap(_crop, paths, chunksize=16), total=len(paths), desc="aligning LFW")
         )
@@ -158,9 +180,10 @@ def speed(models: dict, lfw: Path, rounds: int = 7) -> dict:
     from mobileface.runtime.verifier import FaceVerifier
 
     cv2.setNumThreads(1)
-    per = {k: [] for k in models}
+    timed = {k: v for k, v in models.items() if str(v).endswith(".onnx")}
+    per = {k: [] for k in timed}
     for _ in range(rounds):
-        for label, path in models.items():
+        for label, path in timed.items():
             per[label].append(bench_model(path, threads=1, batch=1, seconds=1.0).p50_ms)
     out = {label: {"p50_ms": float(np.median(v))} for label, v in per.items()}
     pair = [lfw / "images" / "Aaron_Peirsol" / f"Aaron_Peirsol_000{i}.jpg" for i in (1, 2)]
@@ -184,12 +207,21 @@ def sha256(path: Path) -> str:
 
 
 def training_stages(checkpoint: Path, limit: int = 10) -> list[dict]:
-    """Steps and batch size of each training stage, first first, following ``model.init``."""
+    """Architecture, steps, batch size and teacher of each training stage, first first,
+    following ``model.init``: through training checkpoints, and into the card beside an ONNX
+    export that a stage started from (its own stages, recorded when it was built)."""
     from mobileface.models.checkpoint import read_checkpoint
 
     stages: list[dict] = []
     path: Path | None = checkpoint
     while path is not None and path.is_file() and len(stages) < limit:
+        if path.suffix == ".onnx":
+            card = path.with_suffix(".json")
+            if not card.is_file():
+                sys.exit(f"{path}: a stage started from it, but its model card {card} is missing")
+            earlier = json.loads(card.read_text())["training"]
+            teacher = earlier.get("teacher")
+            return [{"teacher": teacher, **stage} for stage in earlier["stages"]] + stages
         state = read_checkpoint(path)
         config = state.get("config") or {}
         stages.insert(
@@ -198,6 +230,7 @@ def training_stages(checkpoint: Path, limit: int = 10) -> list[dict]:
                 "architecture": state["model_name"],
                 "steps": state.get("step") or 0,
                 "batch_size": config["optim"]["batch_size"],
+                "teacher": describe_teacher((config.get("distill") or {}).get("teacher")),
             },
         )
         init = config.get("model", {}).get("init")
@@ -212,14 +245,19 @@ def training_record(checkpoint: Path, config_path: Path) -> dict:
     log = checkpoint.parent / "log.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     evals = [r for r in records if any(k.startswith("eval/") for k in r)]
+    teachers = list(dict.fromkeys(stage["teacher"] for stage in stages if stage.get("teacher")))
     return {
         "config": str(config_path.resolve().relative_to(ROOT)),
         "recipe": read_recipe(config_path, resolve=False),
         "stages": stages,
         "steps": sum(stage["steps"] for stage in stages),
         "images_seen": sum(stage["steps"] * stage["batch_size"] for stage in stages),
-        "last_view1_check": evals[-1] if evals else None,
-        "teacher": "dlib_face_recognition_resnet_model_v1 (face-recognition-models, CC0)",
+        "view1_checks": [
+            {"step": r["step"], **{k: v for k, v in r.items() if k.startswith("eval/")}}
+            for r in evals
+        ],
+        "teacher": stages[-1].get("teacher"),
+        "teachers": teachers,
     }
 
 
@@ -263,6 +301,22 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.2f} %"
 
 
+def latency(speed_ms: dict, label: str) -> str:
+    timed = speed_ms.get(label)
+    return f"{timed['p50_ms']:.2f} ms" if timed else "not timed (not ONNX)"
+
+
+def cpu_description() -> dict:
+    """The CPU the speed figures come from, and whether it has AVX-512 VNNI (int8 dot
+    products: the shipped int8 model is faster than fp32 only with it)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), "unknown")  # fmt: skip
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
+                  if line.startswith("flags")), [])  # fmt: skip
+    return {"model": model, "cores": os.cpu_count(), "avx512_vnni": "avx512_vnni" in flags}
+
+
 def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) -> str:
     from mobileface.evaluation.metrics import far_key
     from mobileface.models import model_spec
@@ -273,7 +327,7 @@ def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) 
         rows.append(
             f"| {label} | {_pct(m['accuracy'])} +- {_pct(m['accuracy_std'])} | {m['auc']:.4f} "
             f"| {_pct(m['eer'])} | {_pct(m['tar_at_far'].get(far_key(1e-3)))} "
-            f"| {speed_ms[label]['p50_ms']:.2f} ms |"
+            f"| {latency(speed_ms, label)} |"
         )
     fp32 = cards["fp32"]
     training = base["training"]
@@ -305,12 +359,13 @@ def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) 
         "## Accuracy: LFW View 2, end to end from the photos",
         "",
         f"{base['lfw_pairs']:,} pairs, 10 folds (threshold chosen on nine, accuracy on the "
-        "tenth); YuNet "
-        "detection with landmarks averaged over 6 views, the centred face, 5-point similarity "
+        "tenth); the default pipeline: YuNet "
+        "detection with landmarks averaged over 6 views, the default face policy "
+        f"(`{base['lfw_policy']}`), 5-point similarity "
         "alignment onto the ArcFace template, embedding of the crop plus its mirror image. "
         f"Faces not found: {base['lfw_no_face']} of {base['lfw_images']:,} images (centre crop "
-        "used). The peer "
-        "(`../shared/peers`, comparison only, never shipped) goes through the same crops.",
+        "used). The teacher, dlib's ResNet and the peer "
+        "(`../shared/peers`, comparison only, never shipped) go through the same crops.",
         "",
         "| model | accuracy | AUC | EER | TAR at FAR 1e-3 | latency (1 thread, batch 1) |",
         "|---|---|---|---|---|---|",
@@ -339,7 +394,9 @@ def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) 
         "",
         "## Speed",
         "",
-        "ONNX Runtime, 1 thread, this project's 2-core x86 CPU. End-to-end verify of two "
+        f"ONNX Runtime, 1 thread, on {base['cpu']['model']} "
+        f"({'with' if base['cpu']['avx512_vnni'] else 'without'} AVX-512 VNNI). "
+        "End-to-end verify of two "
         "250x250 LFW photos (decode, detect, align, embed both, compare), OpenCV on 1 thread, "
         "median over 7 interleaved rounds of 10 runs:",
         "",
@@ -360,9 +417,28 @@ def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) 
         f"{training['images_seen']:,} images seen). Data: the training sets of `../shared/data` "
         "(CelebA test-partition and in-the-wild crops, CelebA `img_align_celeba` crops aligned "
         "by `mobileface align`, Pinterest celebrity crops with LFW's people removed); never "
-        "LFW. Loss: ArcFace (s=64, m=0.5) plus embedding distillation from dlib's ResNet "
-        f"(teacher: {training['teacher']}), whose embeddings of the training crops were "
-        "computed once on dlib's own 150x150 chips.",
+        "LFW. Loss: ArcFace (s=64, m=0.5) plus embedding distillation (cosine to the teacher's "
+        "embedding through a learned projection) from, stage by stage:",
+        "",
+        "| stage | architecture | steps | teacher |",
+        "|---|---|---|---|",
+        *[
+            f"| {i} | `{stage['architecture']}` | {stage['steps']:,} | {stage.get('teacher')} |"
+            for i, stage in enumerate(training["stages"], 1)
+        ],
+        "",
+        "The teachers' embeddings of every training crop and of its mirror image are computed "
+        "once and cached; a mirrored training crop is pulled towards the teacher's view of the "
+        "mirrored crop. LFW View 1 (development) during the last stage: "
+        + (
+            ", ".join(
+                f"{100 * c['eval/accuracy']:.1f} % at step {c['step']:,}"
+                for c in training["view1_checks"]
+                if "eval/accuracy" in c
+            )
+            or "not measured"
+        )
+        + ".",
         "",
         "## Licence",
         "",
@@ -378,16 +454,22 @@ def main() -> None:
     )
     parser.add_argument("checkpoint", type=Path, help="final training checkpoint (model.pt)")
     parser.add_argument(
-        "--config", type=Path, default=ROOT / "configs/mobilefacenet_relu_shared_stage3.yaml"
+        "--config", type=Path, default=ROOT / "configs/mobilefacenet_relu_openvino_stage4.yaml"
     )
     parser.add_argument("--name", default="mobilefacenet")
     parser.add_argument("--out", type=Path, default=ROOT / "src/mobileface/weights")
     parser.add_argument("--lfw", type=Path, default=SHARED / "data/lfw")
     parser.add_argument("--calib", type=Path, default=SHARED / "data/celeba-test-112")
     parser.add_argument("--peer", type=Path, default=SHARED / "peers/mobilefacenet-peer.onnx")
+    parser.add_argument(
+        "--no-references",
+        action="store_true",
+        help="leave the teacher and dlib's ResNet out of the table (they take minutes)",
+    )
     parser.add_argument("--different", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
+    from mobileface.evaluation.pipeline import EmbedOptions
     from mobileface.export.onnx import update_metadata
 
     start = time.perf_counter()
@@ -397,9 +479,17 @@ def main() -> None:
         exported = export(args.checkpoint, folder, args.calib)
         print(f"exported: fp32 {exported['size_mb']} MB, int8 {exported['int8']['size_mb']} MB")
         models = {"fp32": folder / "fp32.onnx", "int8": folder / "int8.onnx"}
+        teacher = (training["recipe"].get("distill") or {}).get("teacher")
+        if not args.no_references:
+            if teacher and teacher != "dlib":
+                from mobileface.train.config import load_config
+
+                models["teacher"] = Path(load_config(args.config).distill.teacher)
+            models["dlib"] = "dlib"
         if args.peer.is_file():
             models["peer"] = args.peer
-        pair_set, no_face = aligned_pair_set(args.lfw, args.workers)
+        policy = EmbedOptions().policy  # the default pipeline's face policy
+        pair_set, no_face = aligned_pair_set(args.lfw, args.workers, policy)
         calib_pairs = calibration_pairs(pair_set, args.different)
         results = evaluate(models, pair_set, calib_pairs)
         speed_ms = speed(models, args.lfw)
@@ -410,7 +500,9 @@ def main() -> None:
             "embedding_size": 128,
             "normalization": {"mean": 127.5, "std": 128.0, "channels": "RGB"},
             "training": training,
-            "licence": LICENCE,
+            "licence": licence(training["teachers"]),
+            "lfw_policy": policy,
+            "cpu": cpu_description(),
             "lfw_pairs": len(pair_set),
             "lfw_images": len(pair_set.sources),
             "lfw_no_face": len(no_face),
@@ -419,6 +511,11 @@ def main() -> None:
             "commit": git_commit(),
             "measured_by": "python scripts/build_weights.py " + " ".join(sys.argv[1:]),
             "peer_lfw_view2": results.get("peer", {}).get("metrics"),
+            "references_lfw_view2": {
+                label: results[label]["metrics"]
+                for label in ("teacher", "dlib", "peer")
+                if label in results
+            },
         }
         args.out.mkdir(parents=True, exist_ok=True)
         cards = {}
