@@ -1,23 +1,38 @@
-"""Gallery benchmark: 1:N search latency against gallery size, and /v1/identify throughput.
+"""Gallery benchmark: 1:N search latency against gallery size, /v1/identify throughput, and
+the PostgreSQL backend under faults.
 
 Part 1 (``search``): synthetic galleries of 128-d embeddings (1k, 100k, 1M by default) in a
 real gallery file, searched through :class:`mobileface.gallery.ModelIndex` (the code path of
 ``identify``: face search + per-person aggregation), exact (NumPy) and approximate (HNSW,
-FAISS). Each synthetic person has one enrolled face (a random unit "identity" plus noise);
-probes are other noisy views of enrolled identities (genuine: the true person scores about
-0.65, like a second photo of an enrolled person) and random unit vectors (impostors: nobody
-is close, the hardest case for an approximate index). Reported: build/load time, median and
-p95 latency per query on one thread, and, for several search widths (ef), the approximate
-index's recall@1 against exact. Two synthetic distributions: isotropic (all 128 directions
-equally used: the worst case for graph indexes) and one with a decaying spectrum (fewer
-effective dimensions, impostor scores spread like a trained model's).
+FAISS); with ``--pg``, the same gallery also copied into PostgreSQL (``persons copy``'s code)
+and searched there with pgvector's HNSW index (``DatabaseIndex``), in the same run, against
+the same exact answers. Each synthetic person has one enrolled face (a random unit "identity"
+plus noise); probes are other noisy views of enrolled identities (genuine: the true person
+scores about 0.65, like a second photo of an enrolled person) and random unit vectors
+(impostors: nobody is close, the hardest case for an approximate index). Reported: build/load
+time, median and p95 latency per query on one thread, and, for several search widths (ef), the
+approximate index's recall@1 against exact. Two synthetic distributions: isotropic (all 128
+directions equally used: the worst case for graph indexes) and one with a decaying spectrum
+(fewer effective dimensions, impostor scores spread like a trained model's).
 
-Part 2 (``http``): a real ``mobileface serve`` on 127.0.0.1 with a synthetic gallery, hit by
-concurrent clients sending a real face photo to /v1/identify (detection + embedding + search
-per request). Reported: requests per second and latency percentiles.
+Part 2 (``http``): real ``mobileface serve`` processes on 127.0.0.1 with a synthetic gallery
+(SQLite, or with ``--db postgres`` one PostgreSQL database that they share), hit by concurrent
+clients spread over them, sending a real face photo to /v1/identify (detection + embedding +
+search per request). Reported: requests per second and latency percentiles, for each count of
+server processes in ``--servers``.
 
-    .venv/bin/python benchmarks/bench_gallery.py search --sizes 1000 100000 1000000
-    .venv/bin/python benchmarks/bench_gallery.py http --clients 8 --seconds 20
+Part 3 (``faults``): two servers on one PostgreSQL database. 8 clients spread over both enrol a
+person through one and identify them through the other at once; then streams of enrolments
+while one server is SIGKILLed, and while PostgreSQL itself restarts (``pg_ctl restart -m
+fast``). Reported: requests, errors, 503s, recovery time, and acknowledged enrolments lost.
+
+``--pg auto`` (the default where PostgreSQL is wanted) runs a throwaway cluster through
+``scripts/postgres.sh``; ``--pg URL`` uses a database of yours (it must be empty).
+
+    .venv/bin/python benchmarks/bench_gallery.py search --sizes 1000 100000 1000000 --pg auto
+    .venv/bin/python benchmarks/bench_gallery.py http --clients 8 --seconds 20 --servers 1 2 \
+        --db postgres
+    .venv/bin/python benchmarks/bench_gallery.py faults
 
 Without ``--model``, a random-init MobileFaceNet is exported (needs PyTorch); its speed is
 that of a trained one.
@@ -31,7 +46,6 @@ import os
 import platform
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -112,6 +126,31 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
+class Postgres:
+    """Fresh PostgreSQL databases: from a throwaway cluster (``auto``, started on first use,
+    removed by :meth:`close`) or the server of a URL of yours."""
+
+    def __init__(self, spec: str, settings: str = "") -> None:
+        self.spec, self.settings, self.cluster = spec, settings, None
+
+    def database(self) -> str:
+        if self.spec != "auto":
+            return self.spec
+        if self.cluster is None:
+            sys.path.insert(0, str(REPO / "tests"))
+            from postgres_helpers import Cluster, missing
+
+            reason = missing()
+            if reason:
+                raise SystemExit(f"bench_gallery: no PostgreSQL: {reason}")
+            self.cluster = Cluster(self.settings).start()
+        return self.cluster.create_database()
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.remove()
+
+
 def bench_search(args: argparse.Namespace) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
@@ -121,6 +160,8 @@ def bench_search(args: argparse.Namespace) -> list[dict]:
 
     model = ModelKey("synthetic", "0" * 16)
     params = HNSWParams(args.connectivity, args.expansion_add)
+    # Room to build HNSW graphs in memory (pgvector falls back to slow on-disk building).
+    postgres = Postgres(args.pg, "maintenance_work_mem=2GB shared_buffers=1GB") if args.pg else None
     rows = []
     for spectrum, n in [(a, n) for a in args.spectrum for n in args.sizes]:
         work = Path(tempfile.mkdtemp(prefix=f"bench-{n}-", dir=args.workdir))
@@ -175,13 +216,49 @@ def bench_search(args: argparse.Namespace) -> list[dict]:
                         "recall1_impostor": round(float(np.mean(np.array(i_approx) == i_exact)), 4),
                     }
                 )
+            del approx
+            if postgres is not None:
+                result["pgvector"] = bench_pgvector(
+                    store, postgres.database(), model, params, args.ef, (genuine, g_exact),
+                    (impostor, i_exact), result,
+                )  # fmt: skip
         rows.append(result)
         print(json.dumps(result), flush=True)
         if not args.keep:
             for f in work.iterdir():
                 f.unlink()
             work.rmdir()
+    if postgres is not None:
+        postgres.close()
     return rows
+
+
+def bench_pgvector(
+    source, url: str, model, params, efs: list[int], genuine: tuple, impostor: tuple, result: dict
+) -> list[dict]:
+    """The same gallery copied into PostgreSQL, searched with pgvector's HNSW index."""
+    from mobileface.gallery import copy_gallery
+    from mobileface.gallery.postgres import DatabaseIndex, PostgresStore
+
+    out = []
+    with PostgresStore(url, hnsw=params) as pg:
+        t0 = time.perf_counter()
+        copy_gallery(source, pg)  # bulk copy, then one HNSW build (m, ef_construction)
+        result["pg_copy_and_build_s"] = round(time.perf_counter() - t0, 1)
+        for ef in efs:
+            index = DatabaseIndex(pg, model, kind="approx", ef_search=ef)
+            g_ms, g_top = time_queries(index, genuine[0])
+            i_ms, i_top = time_queries(index, impostor[0])
+            out.append(
+                {
+                    "ef": ef,
+                    "ms_p50": round(pct(g_ms + i_ms, 50), 3),
+                    "ms_p95": round(pct(g_ms + i_ms, 95), 3),
+                    "recall1_genuine": round(float(np.mean(np.array(g_top) == genuine[1])), 4),
+                    "recall1_impostor": round(float(np.mean(np.array(i_top) == impostor[1])), 4),
+                }
+            )
+    return out
 
 
 def export_model(path: Path) -> Path:
@@ -196,9 +273,18 @@ def export_model(path: Path) -> Path:
     return export_onnx(randomize_and_calibrate(create_model("mobilefacenet")), path)
 
 
-def bench_http(args: argparse.Namespace) -> dict:
-    import httpx
+def data_dir() -> Path:
+    return Path(os.environ.get("MOBILEFACE_DATA", REPO.parent / "shared" / "data"))
 
+
+def test_helpers() -> None:
+    """The tests' helpers (real servers, throwaway PostgreSQL clusters) are used here too."""
+    if str(REPO / "tests") not in sys.path:
+        sys.path.insert(0, str(REPO / "tests"))
+
+
+def bench_http(args: argparse.Namespace) -> list[dict]:
+    from mobileface.gallery import GalleryStore, copy_gallery, open_store
     from mobileface.gallery.pipeline import model_key_for
     from mobileface.runtime import open_embedder
 
@@ -207,40 +293,54 @@ def bench_http(args: argparse.Namespace) -> dict:
     key = model_key_for(model, open_embedder(model))
     vectors, _ = synthetic(args.gallery)
     bulk_gallery(work / "g.db", vectors, key)
-    photo = Path(args.photo)
-    data = photo.read_bytes()
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ)
-    command = [
-        sys.executable, "-m", "mobileface", "serve", "--db", str(work / "g.db"),
-        "--model", str(model), "--port", str(port), "--log-level", "warning",
-    ]  # fmt: skip
-    if args.workers:
-        command += ["--workers", str(args.workers)]
-    server = subprocess.Popen(command, cwd=REPO, env=env)
-    url = f"http://127.0.0.1:{port}"
+    db, postgres = str(work / "g.db"), None
+    if args.db == "postgres":
+        postgres = Postgres(args.pg)
+        db = postgres.database()
+        with GalleryStore(work / "g.db") as source, open_store(db) as target:
+            copy_gallery(source, target)
+    data = Path(args.photo).read_bytes()
+    rows = []
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        files = {"image": (photo.name, data, "image/jpeg")}
-        with httpx.Client(base_url=url, timeout=60) as c:
-            for _ in range(5):  # warm up
-                c.post("/v1/identify", files=files).raise_for_status()
-        latencies: list[float] = []
-        errors = [0]
-        lock = threading.Lock()
+        for servers in args.servers:
+            rows.append(identify_load(db, model, servers, data, args, work))
+            rows[-1].update(gallery=args.gallery, backend=args.db, photo=Path(args.photo).name)
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        if postgres is not None:
+            postgres.close()
+    return rows
+
+
+def identify_load(
+    db: str, model: Path, count: int, photo: bytes, args: argparse.Namespace, work: Path
+) -> dict:
+    """``count`` servers on ``db``, ``args.clients`` clients spread over them for
+    ``args.seconds``, each sending ``photo`` to /v1/identify as fast as it is answered."""
+    import httpx
+
+    test_helpers()
+    from gallery_helpers import Server
+
+    extra = ("--workers", str(args.workers)) if args.workers else ()
+    servers = [
+        Server(db, model, data_dir(), *extra, env=dict(os.environ), log=work / f"s{i}.log")
+        for i in range(count)
+    ]
+    files = {"image": ("probe.jpg", photo, "image/jpeg")}
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    try:
+        for server in servers:
+            server.start(timeout=300)
+            with httpx.Client(base_url=server.url, timeout=60) as c:
+                for _ in range(5):  # warm up
+                    c.post("/v1/identify", files=files).raise_for_status()
         stop = time.monotonic() + args.seconds
 
-        def client() -> None:
-            with httpx.Client(base_url=url, timeout=60) as c:
+        def client(k: int) -> None:
+            with httpx.Client(base_url=servers[k % count].url, timeout=60) as c:
                 while time.monotonic() < stop:
                     t0 = time.perf_counter()
                     r = c.post("/v1/identify", files=files)
@@ -252,17 +352,17 @@ def bench_http(args: argparse.Namespace) -> dict:
                             errors[0] += 1
 
         t0 = time.perf_counter()
-        threads = [threading.Thread(target=client) for _ in range(args.clients)]
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - t0
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-    result = {
-        "gallery": args.gallery,
+        for server in servers:
+            server.stop()
+    return {
+        "servers": count,
         "clients": args.clients,
         "seconds": round(elapsed, 1),
         "requests": len(latencies),
@@ -270,10 +370,156 @@ def bench_http(args: argparse.Namespace) -> dict:
         "rps": round(len(latencies) / elapsed, 1),
         "ms_p50": round(statistics.median(latencies), 1),
         "ms_p95": round(pct(latencies, 95), 1),
-        "photo": photo.name,
     }
-    print(json.dumps(result), flush=True)
-    return result
+
+
+def bench_faults(args: argparse.Namespace) -> list[dict]:
+    """Two servers on one PostgreSQL gallery: shared at once, then faults."""
+    test_helpers()
+    from gallery_helpers import Server
+
+    work = Path(tempfile.mkdtemp(prefix="bench-faults-", dir=args.workdir))
+    model = Path(args.model) if args.model else export_model(work / "mobilefacenet.onnx")
+    photos = sorted((data_dir() / "lfw" / "images").glob("*/*.jpg"))
+    if not photos:
+        raise SystemExit(f"bench_gallery: no LFW photos under {data_dir()}")
+    postgres = Postgres("auto")
+    url = postgres.database()
+    servers = [
+        Server(url, model, data_dir(), env=dict(os.environ), log=work / f"s{i}.log")
+        for i in range(2)
+    ]
+    rows = []
+    try:
+        for server in servers:
+            server.start(timeout=300)
+        rows.append(shared_at_once(servers, photos, args.clients, args.seconds))
+        print(json.dumps(rows[-1]), flush=True)
+        rows.append(enrolment_stream(url, servers, photos, "sigkill", servers[0].kill))
+        print(json.dumps(rows[-1]), flush=True)
+        servers[0].start(timeout=300)
+        rows.append(enrolment_stream(url, servers, photos, "pg_restart", postgres.cluster.restart))
+        print(json.dumps(rows[-1]), flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+        postgres.close()
+    return rows
+
+
+def post_photo(client, url: str, path: Path, name: str | None = None):
+    files = {"images" if name else "image": (path.name, path.read_bytes(), "image/jpeg")}
+    if name:
+        return client.post(f"{url}/v1/persons", data={"name": name}, files=files)
+    return client.post(f"{url}/v1/identify", files=files)
+
+
+def shared_at_once(servers: list, photos: list[Path], clients: int, seconds: float) -> dict:
+    """Each client enrols a new photo through one server and at once identifies it through
+    the other: the top match must be the person just enrolled."""
+    import httpx
+
+    counter = iter(range(len(photos)))
+    lock = threading.Lock()
+    stats = {"enrolled": 0, "identified": 0, "wrong_or_missing": 0, "errors": 0}
+    stop = time.monotonic() + seconds
+
+    def client(k: int) -> None:
+        enrol_at, ask_at = servers[k % 2].url, servers[(k + 1) % 2].url
+        with httpx.Client(timeout=120) as c:
+            while time.monotonic() < stop:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                r = post_photo(c, enrol_at, photos[i], f"photo {i}")
+                if r.status_code == 422:  # no face found in this photo: not an error
+                    continue
+                outcome = "errors"
+                if r.status_code == 201:
+                    r = post_photo(c, ask_at, photos[i])
+                    if r.status_code == 200:
+                        found = r.json()["matches"][0]["name"] == f"photo {i}"
+                        outcome = "identified" if found else "wrong_or_missing"
+                with lock:
+                    stats["enrolled"] += outcome != "errors"
+                    stats[outcome] += 1
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"part": "enrol on one, identify on the other", "clients": clients, **stats}
+
+
+def enrolment_stream(url: str, servers: list, photos: list[Path], fault: str, act) -> dict:
+    """Four clients (two per server) enrol persons of two photos each; ``act`` strikes in the
+    middle. Then every acknowledged enrolment must be in the database, whole."""
+    import httpx
+
+    from mobileface.gallery import open_store
+
+    acknowledged: list[tuple[int, str]] = []
+    failures: dict[str, int] = {}
+    successes: list[float] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    start = time.monotonic()
+
+    def client(k: int) -> None:
+        base = servers[k % 2].url
+        with httpx.Client(timeout=30) as c:
+            i = 0
+            while not stop.is_set():
+                pair = photos[(2 * (k + 4 * i)) % len(photos) :][:2]
+                name = f"{fault} {k}-{i}"
+                files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in pair]
+                try:
+                    r = c.post(f"{base}/v1/persons", data={"name": name}, files=files)
+                    outcome = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    outcome = type(exc).__name__
+                with lock:
+                    if outcome == "201":
+                        acknowledged.append((r.json()["id"], name))
+                        successes.append(time.monotonic() - start)
+                    else:
+                        failures[outcome] = failures.get(outcome, 0) + 1
+                if outcome != "201":
+                    if servers[k % 2].proc.poll() is not None:
+                        return  # its server is gone
+                    time.sleep(0.1)
+                i += 1
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(5)
+    struck = time.monotonic() - start
+    act()
+    back = time.monotonic() - start  # the fault is over: killed, or restarted and ready
+    time.sleep(5)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    with open_store(url) as store:
+        people = {p.id: p for p in store.persons() if p.name.startswith(fault)}
+    lost = [pid for pid, name in acknowledged if pid not in people or people[pid].name != name]
+    after = [t for t in sorted(successes) if t > back]
+    around = [t for t in sorted(successes) if struck - 2 < t < back + 2]
+    return {
+        "part": fault,
+        "acknowledged": len(acknowledged),
+        "acknowledged_after_fault": len(after),
+        "failures": failures,
+        "fault_s": round(back - struck, 2),
+        "first_success_after_fault_s": round(after[0] - back, 2) if after else None,
+        "longest_gap_between_successes_s": round(max(np.diff(around), default=0.0), 2),
+        "lost": len(lost),
+        "partial": sum(len(p.faces) != 2 for p in people.values()),
+        "unacknowledged_but_stored": len(people) - (len(acknowledged) - len(lost)),
+    }
 
 
 def main() -> int:
@@ -295,6 +541,12 @@ def main() -> int:
         "--ef", type=int, nargs="+", default=[64, 256, 512], help="search widths to measure"
     )
     search.add_argument("--threads", type=int, default=0, help="index build threads (all)")
+    search.add_argument(
+        "--pg",
+        metavar="auto|URL",
+        help="also copy each gallery into PostgreSQL and search it with pgvector (auto: a "
+        "throwaway cluster; URL: an empty database of yours)",
+    )
     search.add_argument("--keep", action="store_true", help="keep the gallery files")
     http = sub.add_parser("http", help="/v1/identify requests per second")
     http.add_argument("--model", help=".onnx model (default: export a random-init one)")
@@ -307,7 +559,14 @@ def main() -> int:
         / "lfw/images/Al_Gore/Al_Gore_0001.jpg"
     )
     http.add_argument("--photo", default=str(default_photo), help="the photo to send")
-    for p in (search, http):
+    http.add_argument("--servers", type=int, nargs="+", default=[1], help="server processes")
+    http.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite", help="backend")
+    http.add_argument("--pg", default="auto", metavar="auto|URL", help="with --db postgres")
+    faults = sub.add_parser("faults", help="two servers on one PostgreSQL gallery, and faults")
+    faults.add_argument("--model", help=".onnx model (default: export a random-init one)")
+    faults.add_argument("--clients", type=int, default=8)
+    faults.add_argument("--seconds", type=float, default=20, help="of the shared phase")
+    for p in (search, http, faults):
         p.add_argument("--workdir", default=None, help="where the temporary galleries go")
         p.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
@@ -316,7 +575,7 @@ def main() -> int:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
     }
-    rows = bench_search(args) if args.part == "search" else bench_http(args)
+    rows = {"search": bench_search, "http": bench_http, "faults": bench_faults}[args.part](args)
     if args.out:
         Path(args.out).write_text(json.dumps({"machine": machine, "results": rows}, indent=2))
     return 0

@@ -10,7 +10,8 @@ and int8 (calibrated on CelebA crops); mobilefacenet_relu and mobilefacenet_prel
 MobileFaceNet (../shared/peers, comparison only) as shipped and through our int8 pipeline.
 The peer is the one trained MobileFaceNet available, so int8 accuracy on LFW is measured on
 it. Latency: network only, median over rounds that interleave the models (so a busy machine
-slows all of them alike); end-to-end verify: two LFW 250x250 photos, one thread.
+slows all of them alike); end-to-end verify: two LFW 250x250 photos, one thread, as
+``mobileface verify`` runs (benchmarks/bench_verify.py compares it with the path before).
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ def verify_e2e(files: dict[str, Path], runs: int) -> dict[str, dict]:
     import cv2
 
     from mobileface.align import create_detector
+    from mobileface.align.yunet import DETECT_SIDES
     from mobileface.runtime import FaceVerifier, OnnxEmbedder
     from mobileface.runtime.bench import bench_verify
 
@@ -138,9 +140,8 @@ def verify_e2e(files: dict[str, Path], runs: int) -> dict[str, dict]:
     a, b = (LFW / "images" / p for p in PAIR)
     out = {}
     for label in ("mobilefacenet fp32", "mobilefacenet int8", "mobilefacenet_relu int8"):
-        verifier = FaceVerifier(
-            OnnxEmbedder(files[label], threads=1), detector=create_detector("yunet")
-        )
+        detector = create_detector("yunet", detect_sides=DETECT_SIDES)  # as `verify` runs
+        verifier = FaceVerifier(OnnxEmbedder(files[label], threads=1), detector=detector)
         out[label] = bench_verify(verifier, a, b, runs=runs)["ms"]
     return out
 

@@ -1,4 +1,10 @@
-"""Shared fixtures: the data directory, and models with realistic batch-norm statistics."""
+"""Shared fixtures (the data directory), markers added at collection, and thread settings.
+
+PyTorch runs on one intra-op thread here, as the runtime does (``TorchEmbedder`` sets one
+thread; ONNX Runtime sessions use one): on a small, busy machine extra threads only contend,
+which made model tests several times slower. Set ``OMP_NUM_THREADS`` to choose otherwise; the
+setting also reaches the CLI subprocesses that tests start.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
+
+from suite_rules import UNMARKED_HEAVY, unmarked_heavy
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before any test module imports torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +48,22 @@ def tiny_folder(data_dir: Path, tmp_path: Path) -> Path:
     return root
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.fixture(scope="session")
+def lfw_view2(data_dir: Path) -> Path:
+    """The full LFW View 2 list (``lfw/pairs.txt``: 6,000 pairs in 10 folds).
+
+    For tests that run the whole protocol; these are slow by rule (``suite_rules``). Quick tests
+    take a few pairs of it instead (``test_eval_cli.small_pairs``).
+    """
+    path = data_dir / "lfw" / "pairs.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} missing")
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects: marks added here count there
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "data_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.data)
+    config.stash[UNMARKED_HEAVY] = unmarked_heavy(items)

@@ -318,3 +318,76 @@ def test_flip_and_scale_averaging_keep_order_and_steady_points(
         YuNetDetector(yunet_file, extra_scales=(10.0,))
     with pytest.raises(ValueError, match="landmarks must be one of"):
         YuNetDetector(yunet_file, landmarks="dlib")
+
+
+def _largest(faces):
+    return max(faces, key=lambda f: f.area)
+
+
+def _big_photos(small: np.ndarray) -> dict[str, np.ndarray]:
+    """1280x720 photos made from a 250x250 LFW one: placed at its size, and scaled 2.88x."""
+    import cv2
+
+    placed = np.full((720, 1280, 3), 110, np.uint8)
+    placed[235:485, 515:765] = small
+    scaled = np.full((720, 1280, 3), 110, np.uint8)
+    scaled[:, 280:1000] = cv2.resize(small, (720, 720), interpolation=cv2.INTER_CUBIC)
+    return {"placed": placed, "scaled": scaled}
+
+
+@pytest.mark.parametrize("person", ["Aaron_Eckhart", "Aaron_Peirsol", "AJ_Cook"])
+def test_shrunk_search_maps_faces_back_onto_full_size_detection(
+    yunet: YuNetDetector, lfw_images, person: str
+) -> None:
+    """verify's detector searches shrunk copies and measures small faces again at full size:
+    the faces, boxes and landmarks of a full-size detection, within a few pixels."""
+    from mobileface.align.yunet import DETECT_SIDES
+
+    fast = YuNetDetector(yunet.model_path, detect_sides=DETECT_SIDES)
+    small = load_image(lfw_images / person / f"{person}_0001.jpg")
+    for name, image in {"250x250": small, **_big_photos(small)}.items():
+        full, shrunk = _largest(yunet.detect(image)), _largest(fast.detect(image))
+        eye_distance = np.linalg.norm(full.landmarks[1] - full.landmarks[0])
+        error = np.abs(shrunk.landmarks - full.landmarks)
+        assert _upright_landmarks_ok(shrunk.landmarks), name
+        # YuNet's points move by about 5% of the eye distance from one view to another
+        assert error.mean() < 0.06 * eye_distance and error.max() < 0.15 * eye_distance, name
+        assert np.abs(shrunk.box - full.box).max() < 0.1 * (full.box[2] - full.box[0]), name
+
+
+def test_shrunk_search_falls_back_to_the_whole_photo_for_a_small_face(
+    yunet: YuNetDetector, lfw_images
+) -> None:
+    """A face too small to show in any shrunk copy is still found, by the full-size search."""
+    import cv2
+
+    from mobileface.align.yunet import DETECT_SIDES
+
+    fast = YuNetDetector(yunet.model_path, detect_sides=DETECT_SIDES)
+    small = load_image(lfw_images / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg")
+    tiny = cv2.resize(small, (70, 70), interpolation=cv2.INTER_AREA)  # face box about 35 px
+    photo = np.full((1080, 1920, 3), 110, np.uint8)
+    photo[500:570, 900:970] = tiny
+    full, shrunk = yunet.detect(photo), fast.detect(photo)
+    assert len(full) >= 1 and len(shrunk) >= 1
+    assert np.abs(_largest(full).landmarks - _largest(shrunk).landmarks).max() < 1e-3
+    assert fast.detect(np.full((720, 1280, 3), 110, np.uint8)) == []
+    with pytest.raises(ValueError, match="at least 32 pixels"):
+        YuNetDetector(yunet.model_path, detect_sides=(16,))
+
+
+def test_shrunk_copies_keep_the_pixel_centre_mapping() -> None:
+    """Level pixel q = (p + 0.5) * f - 0.5 for photo pixel p, odd sizes and last step included."""
+    from mobileface.align.yunet import _halvings, _shrunk
+
+    photo = np.zeros((725, 1283, 3), np.uint8)
+    point = np.array([901.0, 402.0])  # centre of a bright 9x9 square
+    photo[398:407, 897:906] = 255
+    for side in (160, 480, 1000):
+        image, fx, fy = _shrunk(_halvings(photo, 160), side)[-1]
+        assert max(image.shape[:2]) == side
+        gray = image[..., 0].astype(float)
+        yy, xx = np.indices(gray.shape)
+        found = np.array([(gray * xx).sum(), (gray * yy).sum()]) / gray.sum()
+        expected = (point + 0.5) * [fx, fy] - 0.5
+        assert np.abs(found - expected).max() < 0.15, side  # pixels of the copy

@@ -147,6 +147,29 @@ def test_large_downscale_is_antialiased() -> None:
     assert abs(crop.mean() - 127.5) < 3 and crop.std() < 10
 
 
+def test_roi_area_averages_around_the_face_only_to_the_same_crop() -> None:
+    """``roi`` area-averages only the region the crop reads: the same crop to resampling
+    noise, the same anti-aliasing, and the dots still land on the template."""
+    truth = _similarity(-15, 4.5, 600, 300)
+    landmarks = _apply(truth, ARCFACE_TEMPLATE_112.astype(np.float64))
+    image = _dot_image(landmarks, (1200, 1600))
+    crop = align_face(image, landmarks, roi=True)
+    assert np.abs(crop.astype(int) - align_face(image, landmarks)).mean() < 1.0
+    assert np.abs(_dot_centres(crop, ARCFACE_TEMPLATE_112) - ARCFACE_TEMPLATE_112).max() < 1.0
+    board = (np.indices((1200, 1600)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    grey = align_face(np.repeat(board[:, :, None], 3, axis=2), landmarks, roi=True)
+    assert abs(grey.mean() - 127.5) < 3 and grey.std() < 10  # grey, not aliased stripes
+
+
+def test_roi_crop_off_the_photo_edge_is_black_outside() -> None:
+    landmarks = ARCFACE_TEMPLATE_112 * 5.0 - [250, 150]  # the face hangs off the top left
+    image = np.full((900, 1200, 3), 200, np.uint8)
+    crop = align_face(image, landmarks, roi=True)
+    whole = align_face(image, landmarks)
+    assert np.abs(crop.astype(int) - whole).mean() < 1.0
+    assert crop[0, 0].max() == 0 and crop[-1, -1].min() > 150
+
+
 def test_loose_crop_is_the_enlarged_square_box() -> None:
     image = np.zeros((400, 400, 3), np.uint8)
     image[100:300, 150:250] = 255  # a 100 wide, 200 tall white box

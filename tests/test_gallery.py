@@ -2,21 +2,23 @@
 
 Real detector (YuNet), real ONNX models: a random-init MobileFaceNet for the plumbing (it
 scores the very same photo 1.0), the peer model for an accuracy check (comparison only).
+Tests taking ``gallery_db`` run once on each backend: a SQLite file and a PostgreSQL database.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 
 import numpy as np
 import pytest
 
 from gallery_helpers import blank_png, cli_env, export_test_model, lfw_people, run_cli
 from mobileface.errors import DataFormatError, ImageError, ModelFileError, NoFaceError
-from mobileface.gallery import Gallery, ModelMismatchError, UnknownPersonError
+from mobileface.gallery import Gallery, ModelMismatchError, UnknownPersonError, open_store
 from mobileface.gallery.pipeline import open_encoder
+
+pytest_plugins = ["postgres_helpers"]  # fixtures: gallery_db, postgres
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +37,8 @@ def people(data_dir):
 
 
 @pytest.fixture
-def gallery(tmp_path, encoder):
-    with Gallery.open(tmp_path / "g.db", encoder) as g:
+def gallery(gallery_db, encoder):
+    with Gallery.open(gallery_db, encoder) as g:
         yield g
 
 
@@ -91,8 +93,10 @@ def test_photos_are_kept_only_when_asked(gallery, people):
     assert len(again.added) == 1 and again.duplicates == [str(p) for p in a_images[:2]]
 
 
-def test_a_gallery_moves_to_a_new_model_by_reembedding(tmp_path, model, people, data_dir):
-    db = tmp_path / "g.db"
+def test_a_gallery_moves_to_a_new_model_by_reembedding(
+    tmp_path, gallery_db, model, people, data_dir
+):
+    db = gallery_db
     (a, a_images), (b, b_images) = people[:2]
     with Gallery.open(db, open_encoder(model)) as old:
         old.enroll(a, a_images[:2], keep_photos=True)
@@ -147,9 +151,9 @@ def test_no_model_is_a_clear_error(monkeypatch):
 # -- the command line ------------------------------------------------------------------------
 
 
-def test_enroll_identify_persons_from_the_command_line(tmp_path, model, people, data_dir):
+def test_enroll_identify_persons_from_the_command_line(gallery_db, model, people, data_dir):
     env = cli_env(data_dir)
-    db = tmp_path / "cli.db"
+    db = gallery_db
     (a, a_images), (b, b_images) = people[:2]
     out = run_cli("enroll", a, *a_images[:2], "--db", db, "--model", model, "--meta", "team=x",
                   env=env)  # fmt: skip
@@ -187,13 +191,15 @@ def test_enroll_identify_persons_from_the_command_line(tmp_path, model, people, 
     assert out.returncode == 1 and "no person with id 2" in out.stderr
     out = run_cli("identify", b_images[1], "--db", db, "--model", model, "--json", env=env)
     assert all(m["person_id"] != 2 for m in json.loads(out.stdout)["matches"])
-    con = sqlite3.connect(db)
-    assert con.execute("SELECT count(*) FROM faces WHERE person_id = 2").fetchone()[0] == 0
+    with open_store(db) as store:
+        assert store._query("SELECT count(*) FROM faces WHERE person_id = 2")[0][0] == 0
 
 
-def test_persons_show_by_name_and_identify_says_who_passes(tmp_path, model, people, data_dir):
+def test_persons_show_by_name_and_identify_says_who_passes(
+    tmp_path, gallery_db, model, people, data_dir
+):
     env = cli_env(data_dir)
-    db = tmp_path / "show.db"
+    db = gallery_db
     (a, a_images), (b, b_images), (c, c_images) = people[:3]
     for name, images, extra in ((a, a_images[:2], ()), (b, b_images[:1], ()),
                                 (b, b_images[1:2], ("--new",))):  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import numpy as np
@@ -17,9 +18,11 @@ from mobileface.models import (
     fold_batchnorm,
     list_models,
     model_card,
+    model_spec,
 )
 from mobileface.models.blocks import ChannelShuffle
 from models_helpers import randomize_and_calibrate
+from suite_rules import large_architectures
 
 ALL_MODELS = list_models()
 
@@ -54,6 +57,31 @@ EMBEDDING_SIZE = {
 }
 
 
+# Reduced inputs for the checks whose meaning does not depend on the input size (folding,
+# determinism, gradients, export parity): about 3/7 of each side, so every stage and a GDConv
+# kernel larger than 1x1 (non-square for 112x96) remain, at a fifth of the cost or less.
+# Figures from the papers (parameters, multiply-adds) are measured at the registered sizes.
+SMALL_INPUT = {(112, 112): (48, 48), (112, 96): (48, 32), (96, 96): (32, 32), (113, 113): (49, 49)}
+
+
+def small_size(name: str) -> tuple[int, int]:
+    return SMALL_INPUT[model_spec(name).input_size]
+
+
+def small_id(name: str) -> str:
+    """Reduced-input tests say so in their ids: ``mobilefacenet@48x48``."""
+    return "{}@{}x{}".format(name, *small_size(name))
+
+
+def small_model(name: str) -> nn.Module:
+    """``name`` built for its reduced input size (same layers, smaller feature maps)."""
+    return create_model(name, input_size=small_size(name))
+
+
+cached_card = functools.cache(model_card)
+"""Each model's card measured once per session (several tests read the same figures)."""
+
+
 def images(batch: int, size: tuple[int, int], seed: int = 1) -> torch.Tensor:
     """Normalised face-like inputs in [-1, 1], as the models see after preprocessing."""
     gen = torch.Generator().manual_seed(seed)
@@ -69,10 +97,23 @@ def truncated(value: int, unit: float, decimals: int) -> float:
     return math.floor(value / unit * 10**decimals) / 10**decimals
 
 
-@pytest.fixture(scope="module", params=ALL_MODELS)
+SLOW_IF_LARGE = [
+    pytest.param(n, marks=pytest.mark.slow) if n in large_architectures() else n for n in ALL_MODELS
+]
+
+
+@pytest.fixture(params=SLOW_IF_LARGE)
+def arch(request: pytest.FixtureRequest) -> str:
+    """Each registered architecture, for tests that build it at its full input size (the
+    large ones are slow: a collection rule checks, see test_suite_hygiene)."""
+    return request.param
+
+
+@pytest.fixture(scope="module", params=ALL_MODELS, ids=small_id)
 def calibrated(request: pytest.FixtureRequest) -> nn.Module:
+    """Each architecture at its reduced input size, with realistic BN statistics."""
     torch.manual_seed(0)
-    return randomize_and_calibrate(create_model(request.param))
+    return randomize_and_calibrate(small_model(request.param))
 
 
 def test_registry_lists_every_architecture_of_the_spec() -> None:
@@ -88,21 +129,20 @@ def test_list_models_filters_by_pattern() -> None:
     assert list_models("mobilenetv2*") == ["mobilenetv2", "mobilenetv2_gdconv"]
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
-def test_output_shape_and_embedding_size(name: str) -> None:
-    model = create_model(name).eval()
+def test_output_shape_and_embedding_size(arch: str) -> None:
+    model = create_model(arch).eval()
     x = torch.randn(3, 3, *model.input_size)
     with torch.no_grad():
         y = model(x)
-    expected = EMBEDDING_SIZE.get(name, 128)
+    expected = EMBEDDING_SIZE.get(arch, 128)
     assert y.shape == (3, expected)
     assert model.embedding_size == expected
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", ALL_MODELS, ids=small_id)
 def test_gradients_are_finite_and_reach_every_parameter(name: str) -> None:
     torch.manual_seed(0)
-    model = create_model(name).train()
+    model = small_model(name).train()
     x = torch.randn(4, 3, *model.input_size)
     model(x).pow(2).mean().backward()
     for pname, p in model.named_parameters():
@@ -117,17 +157,16 @@ def test_eval_is_deterministic(calibrated: nn.Module) -> None:
         assert torch.equal(calibrated(x), calibrated(x))
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
-def test_counts_match_recorded_figures(name: str) -> None:
-    model = create_model(name)
-    params, folded, madds = MEASURED[name]
+def test_counts_match_recorded_figures(arch: str) -> None:
+    model = create_model(arch)
+    params, folded, madds = MEASURED[arch]
     assert count_parameters(model) == params
     assert count_parameters(fold_batchnorm(model)) == folded
     assert count_madds(model) == madds
 
 
 def test_mobilefacenet_matches_the_paper_exactly() -> None:
-    card = model_card("mobilefacenet")
+    card = cached_card("mobilefacenet")
     assert card.params == 1_003_136
     assert card.params_folded == 993_344  # the paper's 0.99M
     assert card.madds == 220_965_376  # the paper's 221M
@@ -141,7 +180,7 @@ def test_mobilefacenet_matches_the_paper_exactly() -> None:
 )
 def test_mobilefacenet_variants_match_the_papers_table(name: str, paper_millions: float) -> None:
     # The paper prints folded parameter counts in millions, cut to two decimals.
-    assert truncated(model_card(name).params_folded, 1e6, 2) == paper_millions
+    assert truncated(cached_card(name).params_folded, 1e6, 2) == paper_millions
 
 
 @pytest.mark.parametrize(
@@ -168,7 +207,7 @@ def test_mobilefacenet_relu_has_no_prelu() -> None:
 
 @pytest.mark.parametrize("name", ["mobilenetv2", "mobilenetv2_gdconv"])
 def test_mobilenetv2_baselines_are_about_the_papers_size(name: str) -> None:
-    card = model_card(name)
+    card = cached_card(name)
     assert abs(card.params - 2.1e6) / 2.1e6 < 0.03
     assert card.input_size == (112, 112)
     stem = create_model(name).stem.conv
@@ -177,7 +216,7 @@ def test_mobilenetv2_baselines_are_about_the_papers_size(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["seesaw_shufflefacenet", "seesaw_sharefacenet"])
 def test_seesawfacenet_matches_the_paper(name: str) -> None:
-    card = model_card(name)
+    card = cached_card(name)
     assert within(card.params, 1.37e6)
     assert within(card.madds, 145.8e6)
     assert card.embedding_size == 512
@@ -185,7 +224,7 @@ def test_seesawfacenet_matches_the_paper(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["dw_seesawfacenet_v1", "dw_seesawfacenet_v2"])
 def test_dw_seesawfacenet_matches_the_paper(name: str) -> None:
-    card = model_card(name)
+    card = cached_card(name)
     assert within(card.madds, 526e6)
     assert truncated(card.params_folded, 1e6, 1) == 4.2
     # Only the stride-2 blocks carry a projection shortcut: none is built and left unused.
@@ -196,8 +235,8 @@ def test_dw_seesawfacenet_matches_the_paper(name: str) -> None:
 
 
 def test_squeezefaceposenet_matches_the_paper() -> None:
-    assert within(model_card("squeezefaceposenet").params, 1.24e6)
-    assert model_card("squeezefaceposenet_dw").params == 694_056
+    assert within(cached_card("squeezefaceposenet").params, 1.24e6)
+    assert cached_card("squeezefaceposenet_dw").params == 694_056
     model = create_model("squeezefaceposenet")
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 

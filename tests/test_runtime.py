@@ -240,8 +240,98 @@ def test_bundled_weights_resolve_with_their_card(monkeypatch, tmp_path: Path, mo
     emb = open_embedder("mobilefacenet")
     assert emb.name == "mobilefacenet"
     assert emb.thresholds == THRESHOLDS and "model card" in emb.thresholds_source
-    with pytest.raises(ModelFileError, match="bundled: mobilefacenet"):
+    with pytest.raises(ModelFileError, match=r"model names: mobilefacenet \(bundled weights\)"):
         weights.resolve_weights("nonesuch")
+
+
+# -- precision of the default model -----------------------------------------------------------
+
+
+VNNI = {"fpu", "avx2", "avx512f", "avx512_vnni"}
+AVX2_ONLY = {"fpu", "sse4_2", "avx", "avx2", "fma"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "loss", "expected"),
+    [
+        (VNNI, 0.23, "int8"),
+        ({"avx2", "avx_vnni"}, 0.23, "int8"),  # AVX-VNNI (no AVX-512)
+        ({"avx512f", "amx_int8", "amx_tile"}, 0.0, "int8"),
+        (AVX2_ONLY, 0.23, "fp32"),  # int8 would be slower (0.87x on an AVX2 EPYC)
+        (set(), 0.23, "fp32"),  # flags unknown (not Linux): the safe choice
+        ({"asimd", "asimddp"}, 0.23, "fp32"),  # ARM: unmeasured
+        (VNNI, 0.31, "fp32"),  # int8 loses too much accuracy
+        (VNNI, -0.1, "int8"),  # int8 as accurate or better
+        (VNNI, None, "fp32"),  # no int8 weights, or no recorded accuracy
+    ],
+)
+def test_auto_precision_from_cpu_flags_and_accuracy(flags, loss, expected) -> None:
+    from mobileface.runtime.precision import decide_precision
+
+    precision, source, reason = decide_precision(None, flags, loss, env={})
+    assert (precision, source) == (expected, "auto")
+    assert reason
+
+
+def test_precision_env_and_flag_override_auto() -> None:
+    from mobileface.errors import UsageError
+    from mobileface.runtime.precision import PRECISION_ENV, decide_precision
+
+    assert decide_precision(None, AVX2_ONLY, 0.2, env={PRECISION_ENV: "int8"})[:2] == (
+        "int8",
+        "env",
+    )
+    assert decide_precision(None, VNNI, 0.2, env={PRECISION_ENV: "FP32"})[:2] == ("fp32", "env")
+    assert decide_precision(None, VNNI, 0.2, env={PRECISION_ENV: "auto"})[:2] == ("int8", "auto")
+    assert decide_precision("fp32", VNNI, 0.2, env={PRECISION_ENV: "int8"})[:2] == (
+        "fp32",
+        "flag",
+    )
+    assert decide_precision("int8", set(), 5.0, env={}) == ("int8", "flag", "--precision=int8")
+    with pytest.raises(UsageError, match="MOBILEFACE_PRECISION must be one of"):
+        decide_precision(None, VNNI, 0.2, env={PRECISION_ENV: "fp16"})
+
+
+def test_choose_precision_reads_the_model_cards(monkeypatch, tmp_path: Path, onnx_file) -> None:
+    from mobileface import weights
+    from mobileface.errors import ModelFileError
+    from mobileface.runtime.precision import PRECISION_ENV, choose_precision, int8_loss_points
+
+    monkeypatch.setenv(weights.WEIGHTS_ENV, str(tmp_path))
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
+
+    def card(name: str, accuracy: float) -> None:
+        (tmp_path / f"{name}.onnx").write_bytes(onnx_file.read_bytes())
+        results = {"results": {"lfw_view2": {"accuracy": accuracy}}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(results))
+
+    card("mobilefacenet", 0.9673)
+    with pytest.raises(ModelFileError, match="no mobilefacenet_int8 weights"):
+        choose_precision("int8")
+    assert choose_precision(flags=VNNI).model == "mobilefacenet"  # no int8 weights
+    card("mobilefacenet_int8", 0.9650)
+    loss = int8_loss_points(
+        weights.load_model_card("mobilefacenet"), weights.load_model_card("mobilefacenet_int8")
+    )
+    assert loss == pytest.approx(0.23)
+    picked = choose_precision(flags=VNNI)
+    assert (picked.precision, picked.model, picked.source) == ("int8", "mobilefacenet_int8", "auto")
+    assert "avx512_vnni" in picked.reason and "0.23 points" in picked.reason
+    assert picked.to_dict()["model"] == "mobilefacenet_int8"
+    assert choose_precision(flags=AVX2_ONLY).model == "mobilefacenet"
+    monkeypatch.setenv(PRECISION_ENV, "fp32")
+    assert choose_precision(flags=VNNI).source == "env"
+    card("mobilefacenet_int8", 0.9630)  # 0.43 points below: not worth it
+    monkeypatch.delenv(PRECISION_ENV)
+    assert choose_precision(flags=VNNI).precision == "fp32"
+
+
+def test_this_machines_cpu_flags_are_read() -> None:
+    from mobileface.runtime.precision import cpu_flags
+
+    flags = cpu_flags()
+    if sys.platform.startswith("linux") and os.path.exists("/proc/cpuinfo"):
+        assert flags, "no flags read from /proc/cpuinfo"
 
 
 # -- scoring and metadata --------------------------------------------------------------------

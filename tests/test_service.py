@@ -1,5 +1,7 @@
 """The HTTP service, as clients meet it: a real ``mobileface serve`` on 127.0.0.1, real HTTP,
-the real detector and a real ONNX model, a real SQLite file."""
+the real detector and a real ONNX model, a real gallery: the tests on ``server`` run once with
+a SQLite file and once with a PostgreSQL database (several servers on one database, and
+database faults: test_gallery_postgres.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import numpy as np
 import pytest
 
 from gallery_helpers import Server, blank_png, export_test_model, lfw_people, run_cli
+from mobileface.gallery import open_store
+
+pytest_plugins = ["postgres_helpers"]  # fixtures: postgres
 
 API_KEY = "test-key-0123456789abcdef"
 
@@ -25,10 +30,14 @@ def people(data_dir):
     return lfw_people(data_dir, 6, min_images=3)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, model, data_dir):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request, tmp_path_factory, model, data_dir):
     root = tmp_path_factory.mktemp("service")
-    with Server(root / "gallery.db", model, data_dir) as running:
+    if request.param == "sqlite":
+        db = root / "gallery.db"
+    else:
+        db = request.getfixturevalue("postgres").create_database()
+    with Server(db, model, data_dir, log=root / "server.log") as running:
         yield running
 
 
@@ -192,9 +201,8 @@ def test_enrol_list_get_identify_delete(client, people, server):
     after = client.post("/v1/identify", files={"image": photo(images[1])}).json()["matches"]
     assert ids[name] not in [m["person_id"] for m in after]
     # Nothing of the uploads was stored: no photos, just hashes.
-    con = sqlite3.connect(server.db)
-    assert con.execute("SELECT count(*) FROM photos").fetchone()[0] == 0
-    con.close()
+    with open_store(server.db) as store:
+        assert store.count_photos() == 0
 
 
 def test_photos_are_stored_only_when_asked(client, people, server):
@@ -205,10 +213,9 @@ def test_photos_are_stored_only_when_asked(client, people, server):
         files=[("images", photo(images[0]))],
     )
     assert r.status_code == 201 and r.json()["photos"] == 1
-    con = sqlite3.connect(server.db)
-    stored = con.execute("SELECT data FROM photos WHERE person_id = ?", (r.json()["id"],))
-    assert stored.fetchone()[0] == images[0].read_bytes()
-    con.close()
+    sha = r.json()["faces"][0]["image_sha256"]
+    with open_store(server.db) as store:
+        assert store.photo(r.json()["id"], sha) == images[0].read_bytes()
 
 
 def test_bad_input_gets_a_clear_4xx(client, people, tmp_path):

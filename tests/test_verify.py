@@ -152,6 +152,26 @@ def test_photos_without_a_face_raise_no_face_error(verifier, photos, noise_png) 
         verifier.verify(photos["a1"], noise_png.read_bytes())
 
 
+def test_one_network_call_for_both_crops_gives_the_scores_of_one_at_a_time(
+    onnx_file: Path, verifier: FaceVerifier, photos
+) -> None:
+    one_by_one = FaceVerifier(verifier.embedder, detector=verifier.detector, batch=False)
+    assert verifier.batch and not one_by_one.batch
+    for a, b in ((photos["a1"], photos["a2"]), (photos["a1"], photos["b1"])):
+        batched, single = verifier.verify(a, b), one_by_one.verify(a, b)
+        assert batched.score == pytest.approx(single.score, rel=1e-4, abs=1e-5)
+        assert np.array_equal(batched.landmarks, single.landmarks)
+    calls = []
+    embed = verifier.embedder.embed
+    verifier.embedder.embed = lambda crops: calls.append(len(crops)) or embed(crops)
+    try:
+        verifier.verify(photos["a1"], photos["b1"])
+        one_by_one.verify(photos["a1"], photos["b1"])
+    finally:
+        del verifier.embedder.embed
+    assert calls == [2, 1, 1]
+
+
 def test_embed_image(verifier: FaceVerifier, photos) -> None:
     vector, face = verifier.embed_image(photos["b1"])
     assert vector.shape == (verifier.embedder.embedding_size,)
@@ -188,8 +208,8 @@ def test_peer_model_scores_and_int8_parity(data_dir: Path, photos, tmp_path: Pat
     assert np.min(cos) >= PEER_INT8_MIN_COSINE and np.mean(cos) >= 0.985
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ if env is None else env)
     env.setdefault("MOBILEFACE_DATA", str(REPO.parent / "shared" / "data"))
     return subprocess.run(
         [sys.executable, "-m", "mobileface", *args],
@@ -221,6 +241,15 @@ def test_verify_cli_json(onnx_file: Path, photos) -> None:
         "calibration_pairs": None,
     }
     assert out["calibrated_fars"] == ["1e-3", "1e-4"]
+    assert out["precision"] == {
+        "precision": "fp32",
+        "model": "mfs",
+        "source": "model",
+        "reason": "--model",
+    }
+    from mobileface.align.yunet import DETECT_SIDES
+
+    assert out["detect_sides"] == list(DETECT_SIDES)
     assert set(out["timings_ms"]) == {"decode", "detect", "align", "embed", "total"}
     assert set(out["cold_start_ms"]) == {"load", "warm_up"}
     given = _cli(
@@ -261,16 +290,44 @@ def test_verify_cli_bundled_weights_show_the_cards_tar(photos) -> None:
     from mobileface import weights
 
     card = weights.load_model_card("mobilefacenet")
-    result = _cli("verify", str(photos["a1"]), str(photos["a2"]), "--json")
+    result = _cli("verify", str(photos["a1"]), str(photos["a2"]), "--json", "--precision", "fp32")
     assert result.returncode == 0, result.stderr
     point = _one_json_line(result.stdout)["operating_point"]
     assert point["tar"] == pytest.approx(card["calibration"]["tar"]["far_1e-3"], abs=1e-6)
     assert point["calibration_pairs"] == card["calibration"]["pairs"]
-    text = _cli("verify", str(photos["a1"]), str(photos["a2"]))
+    text = _cli("verify", str(photos["a1"]), str(photos["a2"]), "--precision", "fp32")
     tar = 100 * card["calibration"]["tar"]["far_1e-3"]
     assert f"operating point: FAR 1e-3 (different-person pairs accepted), TAR {tar:.1f} %" in (
         text.stdout
     )
+
+
+def test_verify_cli_says_which_precision_it_picked(photos) -> None:
+    """Without --model, the default weights run in the precision picked for this CPU."""
+    from mobileface import weights
+    from mobileface.runtime.precision import PRECISION_ENV, choose_precision
+
+    pair = (str(photos["a1"]), str(photos["a2"]))
+    env = {k: v for k, v in os.environ.items() if k != PRECISION_ENV}
+    expected = choose_precision(env={})
+    out = _one_json_line(_cli("verify", *pair, "--json", env=env).stdout)
+    assert out["precision"] == expected.to_dict() and out["model"] == expected.model
+    card = weights.load_model_card(expected.model)
+    assert out["operating_point"]["tar"] == pytest.approx(card["calibration"]["tar"]["far_1e-3"])
+    forced = _cli("verify", *pair, "--json", env={**env, PRECISION_ENV: "fp32"})
+    assert _one_json_line(forced.stdout)["precision"] == {
+        "precision": "fp32",
+        "model": weights.default_weights_name(),
+        "source": "env",
+        "reason": f"{PRECISION_ENV}=fp32",
+    }
+    flag = _cli("verify", *pair, "--precision", "int8", env={**env, PRECISION_ENV: "fp32"})
+    assert flag.returncode == 0, flag.stderr
+    assert flag.stdout.splitlines()[-1] == (
+        f"model: {weights.default_weights_name()}_int8, int8 (flag: --precision=int8)"
+    )
+    both = _cli("verify", *pair, "-m", "mobilefacenet", "--precision", "int8", "--json")
+    assert both.returncode == 2 and _one_json_line(both.stdout)["error"] == "usage"
 
 
 def test_verify_cli_json_errors(onnx_file: Path, photos, noise_png: Path, tmp_path: Path) -> None:
@@ -352,6 +409,7 @@ def test_bench_cli(onnx_file: Path, photos) -> None:
     assert row["batch"] == 2 and row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
     assert row["images_per_s"] > 0 and row["peak_rss_mb"] > 0
     assert set(report["verify"]["ms"]) >= {"decode", "detect", "align", "embed", "total"}
+    assert report["verify"]["detect_sides"] and report["precision"]["source"] == "model"
     table = _cli("bench", str(onnx_file), "--threads", "1", "--batch", "1", "--seconds", "0.2")
     assert table.returncode == 0, table.stderr
     assert "p50 ms" in table.stdout and "img/s" in table.stdout

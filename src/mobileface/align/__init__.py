@@ -26,13 +26,14 @@ from .template import (
     parse_size,
     template_for,
 )
-from .yunet import YUNET_FILE, YuNetDetector, yunet_model_path
+from .yunet import DETECT_SIDES, YUNET_FILE, YuNetDetector, yunet_model_path
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
     "ARCFACE_TEMPLATE_112x96",
     "CENTERED_FACE_POINTS",
     "DETECTORS",
+    "DETECT_SIDES",
     "POLICIES",
     "PRECISE_YUNET",
     "YUNET_FILE",

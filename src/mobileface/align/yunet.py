@@ -28,6 +28,20 @@ REFINE_ABOVE = 1.5
 """Faces whose box exceeds ``REFINE_ABOVE * REFINE_FACE_SIZE`` pixels get the second pass."""
 REFINE_PATCH = 224
 REFINE_MAX_FACES = 5
+STRIDE = 32  # YuNet's coarsest stride
+
+DETECT_SIDES = (160, 480)
+"""Longest sides of the shrunk copies ``verify`` searches for faces (``YuNetDetector(
+detect_sides=...)``), smallest first. YuNet finds 99% of LFW's faces once their box is 28 px
+(98% at 24 px, 90% at 20 px, 61% at 16 px): at 160 px it finds the face of a 250x250 LFW photo
+(box 124 px there, 79 px in the copy) in a quarter of the network time that photo takes at full
+size, at 480 px faces whose box is 1/15 of the photo's longer side (85 px in a 1280x720 photo),
+in a tenth of the full-size time. Through ``verify``'s path (one view, largest face, no flip),
+searching LFW View 2 at 160 px gave 96.03 % (fp32) and 96.12 % (int8) against 95.78 % and
+95.48 % at full size."""
+MEASURE_MIN = 64
+"""A face found in a shrunk copy with a box under this many pixels there is measured again at
+full resolution (YuNet's landmarks are as good as they get from about 80 px on)."""
 
 YUNET_ENV = "MOBILEFACE_YUNET"
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets"  # the package's own copy
@@ -54,6 +68,8 @@ YuNet puts the mouth corners on the lip line, about 4.7 px above MTCNN's, and th
 tip 1 to 1.4 px lower. ``YuNetDetector(landmarks="mtcnn")`` removes this offset."""
 
 BACKENDS = ("onnxruntime", "opencv")
+
+Level = tuple[np.ndarray, float, float]  # an image pyramid level: pixels, fx, fy
 
 LANDMARK_STYLES = ("yunet", "mtcnn")
 """``yunet``: the points as YuNet gives them (WIDER FACE's RetinaFace-style annotations; the
@@ -98,7 +114,18 @@ class YuNetDetector:
     landmark convention (see :data:`LANDMARK_STYLES`). ``flip_average`` and ``extra_scales``
     average each face's points over more views: the mirrored image, and the image (and its
     mirror) resized by each extra scale; ``mobileface.align.PRECISE_YUNET`` holds the setting
-    ``mobileface align`` uses. Not thread-safe: give each thread or process its own instance.
+    ``mobileface align`` uses.
+
+    ``detect_sides`` (none by default; ``verify`` uses :data:`DETECT_SIDES`) adapt the
+    network's input to the photo: a photo larger than such a side is searched on a copy shrunk
+    to it (exact halvings, then one bilinear step of less than 2x; no padding beyond YuNet's
+    32-pixel grid), smallest side first; the first copy that shows a face gives the faces.
+    Each face seen there under :data:`MEASURE_MIN` pixels, or over 150 (up to 5 faces; unless
+    ``refine`` is off), is measured again at full resolution in a 224x224 patch, at its own
+    size (up to 150 px) or at 100 px, as a full-size detection would measure it. A photo that
+    no copy shows a face in is searched as without ``detect_sides``. ``threads`` is ONNX
+    Runtime's intra-op thread count. Not thread-safe: give each thread or process its own
+    instance.
     """
 
     name = "yunet"
@@ -116,6 +143,8 @@ class YuNetDetector:
         flip_average: bool = False,
         extra_scales: tuple[float, ...] = (),
         backend: str = "onnxruntime",
+        detect_sides: tuple[int, ...] = (),
+        threads: int = 1,
     ) -> None:
         self.model_path = yunet_model_path(model_path, download=download)
         if backend not in BACKENDS:
@@ -133,6 +162,10 @@ class YuNetDetector:
         self.extra_scales = tuple(float(v) for v in extra_scales)
         if any(not 0.1 <= v <= 4 for v in self.extra_scales):
             raise ValueError(f"extra_scales must lie in [0.1, 4], got {extra_scales}")
+        self.detect_sides = tuple(sorted({int(v) for v in detect_sides}))
+        if any(v < 32 for v in self.detect_sides):
+            raise ValueError(f"detect_sides must be at least 32 pixels, got {detect_sides}")
+        self.threads = max(1, int(threads))
         self._net = self._open(nms_threshold, top_k)
         self._input_size: tuple[int, int] | None = None
 
@@ -140,7 +173,9 @@ class YuNetDetector:
         if self.backend == "onnxruntime":
             from .yunet_ort import OrtYuNet
 
-            return OrtYuNet(self.model_path, self.score_threshold, nms_threshold, top_k)
+            return OrtYuNet(
+                self.model_path, self.score_threshold, nms_threshold, top_k, self.threads
+            )
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         try:
@@ -157,13 +192,22 @@ class YuNetDetector:
     def __repr__(self) -> str:
         return (
             f"YuNetDetector({str(self.model_path)!r}, score_threshold={self.score_threshold}, "
-            f"backend={self.backend!r})"
+            f"backend={self.backend!r}, detect_sides={self.detect_sides})"
         )
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         image = np.asarray(image_rgb)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.shape}")
+        halvings = None
+        for side in self.detect_sides:
+            if max(image.shape[:2]) <= side:
+                break
+            if halvings is None:
+                halvings = _halvings(image, self.detect_sides[0])
+            faces = self._detect_shrunk(halvings, side)
+            if faces:
+                return faces
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
         h, w = bgr.shape[:2]
         factor = 1.0
@@ -188,6 +232,77 @@ class YuNetDetector:
             faces.append(Face(box, float(row[14]), landmarks))
         faces.sort(key=lambda f: -f.score)
         return faces
+
+    def _detect_shrunk(self, halvings: list[Level], side: int) -> list[Face]:
+        """Faces found on a copy shrunk to ``side``; small and large ones measured again."""
+        levels = _shrunk(halvings, side)
+        small, fx, fy = levels[-1]
+        factor = np.array([fx, fy])
+        faces = []
+        for rank, row in enumerate(self._run(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))):
+            box = (row[:4].reshape(2, 2) / factor).reshape(4)
+            landmarks = (row[4:14].reshape(5, 2) + 0.5) / factor - 0.5
+            seen = max(row[2] - row[0], row[3] - row[1])  # box side in the copy's pixels
+            again = seen < MEASURE_MIN or seen > REFINE_ABOVE * REFINE_FACE_SIZE
+            if self.refine and rank < REFINE_MAX_FACES and again:
+                remeasured = self._remeasure(levels, box)
+                if remeasured is not None:
+                    box, landmarks = remeasured
+            if self.landmark_style == "mtcnn":
+                landmarks = convert_landmarks(landmarks, YUNET_OFFSETS)
+            faces.append(Face(box, float(row[14]), landmarks))
+        faces.sort(key=lambda f: -f.score)
+        return faces
+
+    def _remeasure(
+        self, levels: list[Level], box: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Detect again in a patch where the face has its full-size detection's size.
+
+        That is its own size up to ``REFINE_ABOVE * REFINE_FACE_SIZE`` pixels, and
+        ``REFINE_FACE_SIZE`` above (as :meth:`_refine`). The patch is sampled bilinearly from
+        the smallest pyramid level at least that fine, so no level is ever shrunk by 2x or more.
+        """
+        side = float(max(box[2] - box[0], box[3] - box[1]))
+        if side <= 0:
+            return None
+        scale = REFINE_FACE_SIZE / side if side > REFINE_ABOVE * REFINE_FACE_SIZE else 1.0
+        centre = (box[:2] + box[2:]) / 2.0
+        shift = (REFINE_PATCH - 1) / 2.0 - scale * centre
+        if scale == 1.0:
+            # A plain copy of the photo's pixels, moved by whole multiples of YuNet's coarsest
+            # stride: the network then sees the face on the same anchor grid as at full size.
+            shift = np.round(shift / STRIDE) * STRIDE
+        source, fx, fy = next(
+            (lv for lv in reversed(levels) if min(lv[1], lv[2]) >= scale * (1 - 1e-9)),
+            levels[0],
+        )
+        # Patch pixel u = scale * p + shift, with p = (q + 0.5) / f - 0.5 for level pixel q.
+        f = np.array([fx, fy])
+        linear = scale / f
+        offset = scale * (0.5 / f - 0.5) + shift
+        matrix = np.array([[linear[0], 0.0, offset[0]], [0.0, linear[1], offset[1]]])
+        patch = cv2.warpAffine(
+            source,
+            matrix,
+            (REFINE_PATCH, REFINE_PATCH),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0),
+        )
+        rows = self._run(cv2.cvtColor(patch, cv2.COLOR_RGB2BGR))
+        if len(rows) == 0:
+            return None
+        centres = (rows[:, 0:2] + rows[:, 2:4]) / 2.0
+        best = rows[np.argmin(((centres - (REFINE_PATCH - 1) / 2.0) ** 2).sum(axis=1))]
+        new_side = max(best[2] - best[0], best[3] - best[1])
+        if not 0.6 < new_side / (scale * side) < 1.6:
+            return None  # not the same face
+        to_image = lambda pts: (pts - shift) / scale  # noqa: E731
+        return (
+            to_image(best[:4].reshape(2, 2)).reshape(4),
+            to_image(best[4:14].reshape(5, 2)),
+        )
 
     def _run(self, bgr: np.ndarray) -> np.ndarray:
         """Rows of ``x1, y1, x2, y2, 10 landmark coordinates, score``, best first.
@@ -277,6 +392,36 @@ class YuNetDetector:
             to_image(best[:4].reshape(2, 2)).reshape(4),
             to_image(best[4:14].reshape(5, 2)),
         )
+
+
+def _halvings(image: np.ndarray, side: int) -> list[Level]:
+    """``image`` and its exact halvings (2x2 box means: OpenCV's fast path, about 10x cheaper
+    than its general area resampling) while the longer side is at least ``2 * side``, each with
+    its scale factors ``(fx, fy)``: level pixel ``q = (p + 0.5) * f - 0.5`` for photo pixel
+    ``p``."""
+    levels = [(image, 1.0, 1.0)]
+    current, fx, fy = image, 1.0, 1.0
+    while max(current.shape[:2]) >= 2 * side:
+        h, w = current.shape[:2]
+        even = current[: h - h % 2, : w - w % 2]  # a dropped odd edge row leaves p -> q exact
+        current = cv2.resize(even, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        fx, fy = fx / 2, fy / 2
+        levels.append((current, fx, fy))
+    return levels
+
+
+def _shrunk(halvings: list[Level], side: int) -> list[Level]:
+    """The halvings down to the last one at least ``side`` long, then (unless it is exactly
+    that) one bilinear step of less than 2x to ``side``: the last level is the copy to search."""
+    levels = [lv for lv in halvings if max(lv[0].shape[:2]) >= side] or halvings[:1]
+    current, fx, fy = levels[-1]
+    h, w = current.shape[:2]
+    if max(h, w) > side:
+        k = side / max(h, w)
+        size = (max(1, round(w * k)), max(1, round(h * k)))
+        current = cv2.resize(current, size, interpolation=cv2.INTER_LINEAR)
+        levels = [*levels, (current, fx * size[0] / w, fy * size[1] / h)]
+    return levels
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

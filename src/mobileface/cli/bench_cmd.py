@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "detect, align and embed. M is a bundled weights name, an .onnx file, a training "
             "checkpoint or a zoo name (the last two are exported to a temporary file first, "
             "which needs PyTorch; zoo models get random weights: speed does not depend on "
-            "them). Default M: the bundled default weights, else a random mobilefacenet."
+            "them). Default M: the bundled default weights in the precision picked for this "
+            "machine (--precision), else a random mobilefacenet."
         ),
     )
     parser.add_argument("model", metavar="M", nargs="?", help="model to measure")
@@ -41,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pair", nargs=2, metavar=("A", "B"), help="photos to verify end to end")
     parser.add_argument("--runs", type=int, default=30, help="end-to-end verify runs")
     parser.add_argument("--json", action="store_true", help="print one JSON report on one line")
+    from mobileface.cli.verify_cmd import add_speed_arguments
+
+    add_speed_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -50,8 +54,13 @@ def run(args: argparse.Namespace) -> int:
 
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     with tempfile.TemporaryDirectory(prefix="mobileface-bench-") as tmp:
-        path, label = _model_file(args.model, Path(tmp), say)
-        report: dict = {"model": label, "file": str(path), "size_mb": file_size_mb(path)}
+        path, label, precision = _model_file(args.model, Path(tmp), say, args.precision)
+        report: dict = {
+            "model": label,
+            "file": str(path),
+            "size_mb": file_size_mb(path),
+            "precision": precision,
+        }
         rows, results = [], []
         for threads in args.threads:
             for batch in args.batch:
@@ -81,15 +90,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
         return 0
-    print(f"{label}: {report['size_mb']:.2f} MB")
+    from mobileface.cli.verify_cmd import describe_precision
+
+    print(f"{label}: {report['size_mb']:.2f} MB, {describe_precision(precision)}")
     headers = ["threads", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "peak MB", "+MB"]
     print(format_table(headers, rows))
     if args.pair:
-        v = report["verify"]["ms"]
+        v, pair = report["verify"]["ms"], report["verify"]
+        sides = ",".join(map(str, pair["detect_sides"])) or "off"
         print(
-            f"verify (threads={min(args.threads)}, median of {args.runs}): {v['total']:.2f} ms = "
-            f"decode {v['decode']:.2f} + detect {v['detect']:.2f} + align {v['align']:.2f} + "
-            f"embed {v['embed']:.2f}"
+            f"verify (threads={pair['threads']}, median of {args.runs}, both crops in one "
+            f"network call, detect sides {sides}): {v['total']:.2f} ms = decode "
+            f"{v['decode']:.2f} + detect {v['detect']:.2f} + align {v['align']:.2f} + embed "
+            f"{v['embed']:.2f}"
         )
     return 0
 
@@ -97,35 +110,48 @@ def run(args: argparse.Namespace) -> int:
 def _bench_pair(path: Path, args: argparse.Namespace, threads: int) -> dict:
     import cv2
 
-    from mobileface.align import create_detector
+    from mobileface.cli.verify_cmd import detector_for
     from mobileface.runtime import FaceVerifier, OnnxEmbedder
     from mobileface.runtime.bench import bench_verify
 
     previous = cv2.getNumThreads()
     cv2.setNumThreads(threads)
     try:
-        verifier = FaceVerifier(
-            OnnxEmbedder(path, threads=threads), detector=create_detector("yunet")
-        )
+        detector = detector_for(args, threads)
+        verifier = FaceVerifier(OnnxEmbedder(path, threads=threads), detector=detector)
         out = bench_verify(verifier, args.pair[0], args.pair[1], runs=args.runs)
     finally:
         cv2.setNumThreads(previous)
     out["threads"] = threads
+    out["detect_sides"] = list(getattr(detector, "detect_sides", ()))
     return out
 
 
-def _model_file(spec: str | None, tmp: Path, say) -> tuple[Path, str]:
-    """The ONNX file to measure, exporting zoo names and checkpoints to ``tmp``."""
+def _model_file(
+    spec: str | None, tmp: Path, say, precision: str | None = None
+) -> tuple[Path, str, dict]:
+    """The ONNX file to measure (exporting zoo names and checkpoints to ``tmp``), its label,
+    and its precision: as picked for this machine when ``spec`` is ``None``."""
     from mobileface import weights
-    from mobileface.errors import ModelFileError
+    from mobileface.errors import ModelFileError, UsageError
 
+    if spec is not None and precision:
+        raise UsageError("--precision picks the default weights' precision; not with M")
+    picked = None
     if spec is None:
-        spec = weights.default_weights_name()
-        if spec is None:
+        if weights.default_weights_name() is None:
             spec = "mobilefacenet"
             say("no bundled weights: measuring a random-init mobilefacenet export")
+        else:
+            from mobileface.runtime.precision import choose_precision
+
+            picked = choose_precision(precision)
+            spec = picked.model
     if Path(spec).suffix.lower() == ".onnx" or weights.is_bundled(spec):
-        return weights.resolve_weights(spec), Path(spec).stem
+        path = weights.resolve_weights(spec)
+        if picked is not None:
+            return path, spec, picked.to_dict()
+        return path, Path(spec).stem, _file_precision(path, Path(spec).stem)
     from mobileface.errors import require_torch
 
     try:
@@ -136,4 +162,14 @@ def _model_file(spec: str | None, tmp: Path, say) -> tuple[Path, str]:
 
     model, source, _ = load_for_export(spec)
     out = export_onnx(model, tmp / f"{Path(spec).stem}.onnx", metadata={"source": source})
-    return out, Path(spec).stem
+    return out, Path(spec).stem, _file_precision(out, Path(spec).stem)
+
+
+def _file_precision(path: Path, label: str) -> dict:
+    """The precision a model file's metadata records (``fp32`` when it says none)."""
+    from mobileface.runtime.embedder import open_session
+    from mobileface.runtime.metadata import decode_metadata
+
+    meta = decode_metadata(open_session(path).get_modelmeta().custom_metadata_map or {})
+    precision = str(meta.get("precision", "fp32"))
+    return {"precision": precision, "model": label, "source": "model", "reason": "M"}

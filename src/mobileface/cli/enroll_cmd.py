@@ -8,13 +8,15 @@ import sys
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from mobileface.gallery.pipeline import add_encoder_arguments
+    from mobileface.gallery.store import DB_HELP
 
     parser = subparsers.add_parser(
         "enroll",
         help="enrol a person's photos into a gallery",
         description=(
             "Detect the largest face in each photo, embed it and store it under NAME in the "
-            "gallery (a SQLite file, created if missing). If exactly one person is already "
+            "gallery (a SQLite file, created if missing, or a PostgreSQL database given as "
+            "postgresql://user[:password]@host:port/db). If exactly one person is already "
             "called NAME the photos are added to them; --new always creates a new person. "
             "All photos are checked first and written in one transaction: one without a face "
             "fails the whole enrolment (or is skipped with --skip-bad). Photos themselves are "
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("name", help="the person's name")
     parser.add_argument("images", nargs="+", metavar="IMG", help="photos, or folders of photos")
-    parser.add_argument("--db", required=True, help="gallery file (SQLite)")
+    parser.add_argument("--db", required=True, help=f"the gallery: {DB_HELP}")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--new", action="store_true", help="always create a new person")
     target.add_argument("--person-id", type=int, help="add the photos to this person")

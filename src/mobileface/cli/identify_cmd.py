@@ -9,6 +9,7 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from mobileface.gallery.pipeline import add_encoder_arguments
+    from mobileface.gallery.store import DB_HELP
 
     parser = subparsers.add_parser(
         "identify",
@@ -16,12 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Detect the largest face in each photo and rank the gallery's persons by "
             "similarity, best first. Only faces embedded by the same model are compared. "
-            "Large galleries are searched with an approximate HNSW index saved next to the "
-            "database (--index exact forces an exhaustive search)."
+            "Large SQLite galleries are searched with an approximate HNSW index saved next to "
+            "the file, PostgreSQL ones in the database (pgvector); --index exact forces an "
+            "exhaustive search."
         ),
     )
     parser.add_argument("images", nargs="+", metavar="IMG", help="photos to identify")
-    parser.add_argument("--db", required=True, help="gallery file (SQLite)")
+    parser.add_argument("--db", required=True, help=f"the gallery: {DB_HELP}")
     parser.add_argument("--top-k", type=int, default=5, help="persons to list (default 5)")
     parser.add_argument(
         "--aggregate",
@@ -33,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--index",
         choices=("auto", "exact", "approx"),
         default="auto",
-        help="search method (auto: approximate from 200,000 faces on)",
+        help="search method (auto: approximate from 200,000 faces on; on PostgreSQL, the "
+        "planner's choice)",
     )
     parser.add_argument(
         "--json",
@@ -48,13 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mobileface.cli._format import print_json
     from mobileface.errors import DataFormatError, ImageError, NoFaceError
-    from mobileface.gallery import Gallery, GalleryStore
+    from mobileface.gallery import Gallery, open_store
     from mobileface.gallery.gallery import face_dict
     from mobileface.gallery.pipeline import encoder_from_args
 
     if args.top_k < 1:
         raise DataFormatError("--top-k must be at least 1")
-    store = GalleryStore(args.db, create=False)
+    store = open_store(args.db, create=False)
     status = 0
     records: list[dict] = []
     several = len(args.images) > 1

@@ -1,4 +1,5 @@
-"""``mobileface persons``: list, show, remove and re-embed a gallery's persons; check the file."""
+"""``mobileface persons``: list, show, remove and re-embed a gallery's persons; check it, and
+copy it to another backend."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from mobileface.gallery.pipeline import add_encoder_arguments
+    from mobileface.gallery.store import DB_HELP
 
     parser = subparsers.add_parser(
         "persons",
-        help="list, show, remove or re-embed the persons of a gallery",
-        description="Manage the persons enrolled in a gallery file.",
+        help="list, show, remove or re-embed the persons of a gallery; check or copy it",
+        description="Manage the persons enrolled in a gallery (a SQLite file or a PostgreSQL "
+        "database).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def action(name: str, help_text: str, description: str | None = None):
         sub = actions.add_parser(name, help=help_text, description=description or help_text)
-        sub.add_argument("--db", required=True, help="gallery file (SQLite)")
+        sub.add_argument("--db", required=True, help=f"the gallery: {DB_HELP}")
         return sub
 
     listing = action("list", "list the enrolled persons")
@@ -48,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     check = action(
         "check",
-        "check the file: SQLite integrity, schema version, models and their faces",
+        "check the gallery: integrity, schema version, models and their faces",
     )
     check.add_argument("--json", action="store_true", help="print one JSON object on one line")
     check.set_defaults(handler=run_check)
@@ -74,11 +77,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_encoder_arguments(reembed)
     reembed.set_defaults(handler=run_reembed)
 
+    copy = action(
+        "copy",
+        "copy the whole gallery into another, empty one (SQLite <-> PostgreSQL)",
+        "Copy every person, face (embedding, model, source hash) and kept photo of --db into "
+        "--to, keeping their ids, in one transaction; then check that the counts agree "
+        "(persons, photos, faces of each model, id counters). --to is created if missing and "
+        "must hold no persons.",
+    )
+    copy.add_argument("--to", required=True, metavar="DB", help=f"the target: {DB_HELP}")
+    copy.add_argument("--json", action="store_true", help="print one JSON object on one line")
+    copy.set_defaults(handler=run_copy)
+
 
 def _store(args: argparse.Namespace):
-    from mobileface.gallery import GalleryStore
+    from mobileface.gallery import open_store
 
-    return GalleryStore(args.db, create=False)
+    return open_store(args.db, create=False)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -158,7 +173,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     with _store(args) as store:
         report = {
-            "path": str(store.path),
+            "path": store.location,
             "integrity": store.integrity_check(),
             "schema_version": store.schema_version,
             "persons": store.count_persons(),
@@ -206,3 +221,28 @@ def run_reembed(args: argparse.Namespace) -> int:
     elif args.drop_old:
         print(f"kept the faces of {report.source}: not every one could be re-embedded")
     return 0 if not report.missing and not report.failed else 1
+
+
+def run_copy(args: argparse.Namespace) -> int:
+    from mobileface.cli._format import print_json
+    from mobileface.gallery import copy_gallery, open_store
+
+    def progress(table: str, done: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{table}: {done:,}", end="", file=sys.stderr, flush=True)
+
+    with _store(args) as source, open_store(args.to) as target:
+        report = copy_gallery(source, target, progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    if args.json:
+        print_json(report.to_dict())
+        return 0
+    faces = sum(report.faces.values())
+    models = ", ".join(f"{m}: {n:,}" for m, n in report.faces.items())
+    print(
+        f"copied {report.persons:,} persons, {faces:,} faces{f' ({models})' if models else ''} "
+        f"and {report.photos:,} photos from {report.source} to {report.target} in "
+        f"{report.seconds:.1f} s; counts checked"
+    )
+    return 0

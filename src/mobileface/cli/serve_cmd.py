@@ -8,6 +8,7 @@ import sys
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from mobileface.gallery.pipeline import add_encoder_arguments
+    from mobileface.gallery.store import DB_HELP
 
     parser = subparsers.add_parser(
         "serve",
@@ -15,10 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Serve the JSON API under /v1 (OpenAPI docs at /docs) and a web page at / to try "
             "it from a browser. An API key is required whenever the address is not loopback: "
-            "set $MOBILEFACE_API_KEY or pass --api-key-file (clients send it as X-API-Key)."
+            "set $MOBILEFACE_API_KEY or pass --api-key-file (clients send it as X-API-Key). "
+            "With a PostgreSQL gallery, any number of these processes can serve one database: "
+            "each sees every enrolment as soon as it commits; while the database is "
+            "unreachable, requests get 503 and the service recovers by itself."
         ),
     )
-    parser.add_argument("--db", required=True, help="gallery file (SQLite, created if missing)")
+    parser.add_argument("--db", required=True, help=f"the gallery (created if missing): {DB_HELP}")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--api-key-file", help="file with the accepted API keys, one per line")
@@ -45,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--index",
         choices=("auto", "exact", "approx"),
         default="auto",
-        help="search method (auto: approximate from 200,000 faces on)",
+        help="search method (auto: approximate from 200,000 faces on; on PostgreSQL, the "
+        "planner's choice)",
     )
     parser.add_argument(
         "--workers",
@@ -70,12 +75,10 @@ def run(args: argparse.Namespace) -> int:
             f"mobileface serve needs the service extra ({exc.name} is missing): "
             "pip install 'mobileface[serve]'"
         ) from exc
-    from pathlib import Path
-
     from mobileface.gallery.pipeline import encoder_from_args
 
     config = ServiceConfig(
-        db=Path(args.db),
+        db=args.db,
         host=args.host,
         api_keys=load_api_keys(args.api_key_file),
         require_auth=False if args.no_auth else (True if args.require_auth else None),
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     auth = "API key required" if config.auth_required else "no authentication"
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(
-        f"mobileface serve: {config.db} with {app.state.gallery.model}, on "
+        f"mobileface serve: {app.state.gallery.store.location} with {app.state.gallery.model}, on "
         f"http://{host}:{args.port} ({auth})",
         flush=True,
     )

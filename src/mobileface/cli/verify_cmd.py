@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mobileface.runtime.precision import PrecisionChoice
     from mobileface.runtime.verifier import VerificationResult
 
 
@@ -35,12 +36,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_model(args: argparse.Namespace):
+def open_model(args: argparse.Namespace, spec: str | None = None):
+    """The embedder ``spec`` (default ``--model``, else the default weights) names."""
     from mobileface import weights
     from mobileface.errors import ModelFileError
     from mobileface.runtime import open_embedder
 
-    spec = args.model or weights.default_weights_name()
+    spec = spec or args.model or weights.default_weights_name()
     if not spec:
         raise ModelFileError(f"no --model given and {weights.NO_WEIGHTS_HINT}")
     size = None
@@ -94,11 +96,98 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on one line")
     add_model_arguments(parser)
+    add_speed_arguments(parser)
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--precision`` and ``--detect-sides``, shared by verify and bench."""
+    from mobileface.align.yunet import DETECT_SIDES
+
+    default = ",".join(map(str, DETECT_SIDES))
+    group = parser.add_argument_group("speed")
+    group.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "int8"],
+        help="the bundled default weights in fp32 or int8 (default: $MOBILEFACE_PRECISION, else "
+        "auto: int8 where the CPU has VNNI or AMX-INT8 and the int8 model card's LFW accuracy "
+        "is at most 0.3 points below fp32's); not with --model",
+    )
+    group.add_argument(
+        "--detect-sides",
+        type=_sides,
+        default=DETECT_SIDES,
+        metavar="N[,N...]",
+        help=f"search a photo on copies shrunk to these longer sides first, smallest first, "
+        f"then measure small faces again at full size (default {default}; 0: search the whole "
+        "photo, as before)",
+    )
+
+
+def _sides(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N[,N...] pixels, got {text!r}") from None
+    if values == (0,):
+        return ()
+    if not values or min(values) < 32:
+        raise argparse.ArgumentTypeError(f"sides must be at least 32 pixels (or 0), got {text!r}")
+    return values
+
+
+def choose_model(args: argparse.Namespace) -> tuple[Any, PrecisionChoice | None]:
+    """The embedder for ``args`` and the precision pick (``None`` when ``--model`` names one).
+
+    Without ``--model`` the bundled default weights run in the precision
+    :func:`mobileface.runtime.precision.choose_precision` picks for this machine.
+    """
+    from mobileface.errors import UsageError
+
+    precision = getattr(args, "precision", None)
+    if args.model:
+        if precision:
+            raise UsageError(
+                "--precision picks the bundled default weights' precision; with --model the "
+                "named model runs as it is"
+            )
+        return open_model(args), None
+    from mobileface.runtime.precision import choose_precision
+
+    choice = choose_precision(precision)
+    return open_model(args, choice.model), choice
+
+
+def detector_for(args: argparse.Namespace, threads: int = 1) -> Any:
+    """``--detector`` built for verification: YuNet with ``--detect-sides`` and ``threads``."""
     from mobileface.align import create_detector
+
+    name = getattr(args, "detector", "yunet")
+    if name != "yunet":
+        return create_detector(name)
+    sides = tuple(getattr(args, "detect_sides", ()) or ())
+    return create_detector("yunet", detect_sides=sides, threads=threads)
+
+
+def precision_dict(embedder: Any, choice: PrecisionChoice | None) -> dict:
+    """What ``--json`` says of the precision: picked for the default model, or the model's own."""
+    if choice is not None:
+        return choice.to_dict()
+    precision = getattr(embedder, "precision", None)
+    return {"precision": precision, "model": embedder.name, "source": "model", "reason": "--model"}
+
+
+def describe_precision(info: dict) -> str:
+    """One line: ``int8 (auto: CPU has avx512_vnni; ...)``."""
+    what = info.get("precision") or "unknown precision"
+    if info.get("source") == "model":
+        return f"{what} (as the model file says)"
+    return f"{what} ({info['source']}: {info['reason']})"
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+
     from mobileface.cli._format import print_json
     from mobileface.runtime.verifier import (
         FALLBACK_THRESHOLD,
@@ -108,11 +197,12 @@ def run(args: argparse.Namespace) -> int:
     )
 
     start = time.perf_counter()
-    embedder = open_model(args)
+    cv2.setNumThreads(max(1, args.threads))  # OpenCV's resizing and warps: as many as ONNX's
+    embedder, choice = choose_model(args)
     resolve_threshold(embedder, args.threshold, args.far)  # an uncalibrated --far fails fast
     verifier = FaceVerifier(
         embedder,
-        detector=create_detector(args.detector),
+        detector=detector_for(args, args.threads),
         threshold=args.threshold,
         policy=args.policy,
         far=args.far,
@@ -129,10 +219,13 @@ def run(args: argparse.Namespace) -> int:
     result = verifier.verify(args.image_a, args.image_b)
     cold = {"load": round(load_ms, 3), "warm_up": round(warm_ms, 3)}
     fars = calibrated_fars(embedder)
+    precision = precision_dict(embedder, choice)
     if args.json:
         print_json(
             {
                 "model": embedder.name,
+                "precision": precision,
+                "detect_sides": list(getattr(verifier.detector, "detect_sides", ())),
                 **result.to_dict(),
                 "calibrated_fars": fars,
                 "cold_start_ms": cold,
@@ -154,6 +247,7 @@ def run(args: argparse.Namespace) -> int:
         f"cold start: {load_ms + warm_ms:.0f} ms once per process, not in the time above "
         f"(loading the models {load_ms:.0f}, first-run warm-up {warm_ms:.0f})"
     )
+    print(f"model: {embedder.name}, {describe_precision(precision)}")
     return 0
 
 

@@ -1,7 +1,11 @@
 """The gallery: enrolled persons and their face embeddings, searched 1:N.
 
+- :mod:`.backend`: the store interface, and :func:`open_store`, which picks a backend from
+  ``--db`` (a path: SQLite; ``postgresql://...``: PostgreSQL).
 - :mod:`.store`: SQLite storage (WAL, one transaction per enrolment, versioned schema).
 - :mod:`.index`: exact (NumPy) and approximate (HNSW, FAISS) search kept in step with it.
+- :mod:`.postgres`: PostgreSQL storage, searched in the database with pgvector (HNSW).
+- :mod:`.transfer`: copying a gallery between backends, counts checked.
 - :mod:`.gallery`: enrolment and identification from images, shared by the CLI and service.
 - :mod:`.pipeline`: the face encoder (detector + ONNX embedder) a gallery is searched with.
 
@@ -44,6 +48,12 @@ _LAZY = {
     "NewFace": "store",
     "Person": "store",
     "UnknownPersonError": "store",
+    "DatabaseUnavailableError": "backend",
+    "GalleryBackend": "backend",
+    "open_store": "backend",
+    "model_search": "backend",
+    "PostgresStore": "postgres",
+    "copy_gallery": "transfer",
     "Encoder": "pipeline",
     "open_encoder": "pipeline",
 }

@@ -1,7 +1,9 @@
 """Enrolment and 1:N identification: the logic the CLI and the HTTP service share.
 
-A :class:`Gallery` ties a :class:`~.store.GalleryStore` to a face encoder (detector + embedding
-model, see :mod:`.pipeline`) and keeps a :class:`~.index.ModelIndex` of that model's faces.
+A :class:`Gallery` ties a store (:class:`~.backend.GalleryBackend`: a SQLite file or a
+PostgreSQL database) to a face encoder (detector + embedding model, see :mod:`.pipeline`) and
+searches that model's faces: with an in-process :class:`~.index.ModelIndex` for SQLite, in the
+database (:class:`~.postgres.DatabaseIndex`) for PostgreSQL.
 Images are decoded, detected and embedded *before* anything is written, and each enrolment is
 one transaction: an enrolment is either wholly in the gallery or not at all.
 
@@ -24,14 +26,14 @@ import numpy as np
 
 from mobileface.errors import DataFormatError, ImageError, MobileFaceError, NoFaceError
 
+from .backend import GalleryBackend, model_search, open_store
 from .index import (
     DEFAULT_APPROX_THRESHOLD,
     Aggregate,
     HNSWParams,
     IndexKind,
-    ModelIndex,
 )
-from .store import GalleryStore, ModelKey, ModelMismatchError, NewFace, Person
+from .store import ModelKey, ModelMismatchError, NewFace, Person
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +137,11 @@ def face_dict(face: Any) -> dict[str, Any] | None:
 
 
 class Gallery:
-    """A gallery file searched with one model. Thread-safe."""
+    """A gallery searched with one model. Thread-safe."""
 
     def __init__(
         self,
-        store: GalleryStore,
+        store: GalleryBackend,
         encoder: FaceEncoder,
         *,
         index: IndexKind = "auto",
@@ -155,13 +157,14 @@ class Gallery:
         self.save_every = save_every
         self._unsaved = 0
         self._save_lock = threading.Lock()
-        self.index = ModelIndex(
-            store, self.model, kind=index, approx_threshold=approx_threshold, hnsw=hnsw
+        self.index = model_search(
+            store, self.model, kind=index, hnsw=hnsw, approx_threshold=approx_threshold
         )
 
     @classmethod
     def open(cls, db: str | Path, encoder: FaceEncoder, **kwargs: Any) -> Gallery:
-        return cls(GalleryStore(db), encoder, **kwargs)
+        """The gallery ``db`` names: a SQLite file path or a ``postgresql://`` URL."""
+        return cls(open_store(db), encoder, **kwargs)
 
     def _resolve_model(self, model: ModelKey) -> ModelKey:
         """The encoder's model as the gallery knows it: the same weights (same digest) under
@@ -341,9 +344,9 @@ class Gallery:
         if others:
             listing = ", ".join(f"{m.model} ({m.faces} faces)" for m in others)
             raise ModelMismatchError(
-                f"{self.store.path} holds no faces embedded by {self.model}, only by {listing}; "
-                "embeddings of different models cannot be compared: search with that model, "
-                "or re-embed the gallery for this one (mobileface persons reembed)"
+                f"{self.store.location} holds no faces embedded by {self.model}, only by "
+                f"{listing}; embeddings of different models cannot be compared: search with "
+                "that model, or re-embed the gallery for this one (mobileface persons reembed)"
             )
 
     # -- moving to a new model -----------------------------------------------------------------
@@ -398,10 +401,10 @@ class Gallery:
     def _only_other_model(self) -> ModelKey:
         others = [m.model for m in self.store.models() if m.model != self.model]
         if not others:
-            raise DataFormatError(f"{self.store.path}: no faces of another model to re-embed")
+            raise DataFormatError(f"{self.store.location}: no faces of another model to re-embed")
         if len(others) > 1:
             raise DataFormatError(
-                f"{self.store.path} holds faces of several models "
+                f"{self.store.location} holds faces of several models "
                 f"({', '.join(map(str, others))}): name the one to re-embed"
             )
         return others[0]

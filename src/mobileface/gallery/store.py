@@ -13,6 +13,11 @@ them (:class:`ModelKey`: name and version). Embeddings of different models never
 read that feeds a search names its model. Triggers keep a per-model revision counter that any
 change to that model's faces bumps, so search indexes (here or in another process) can tell
 cheaply that they are stale.
+
+This is the embedded default backend; :mod:`.postgres` is the server one, behind the same
+interface (:class:`~.backend.GalleryBackend`); :func:`~.backend.open_store` picks one from
+``--db``. Both read and write the backend-neutral rows here (:class:`GalleryDump`), which is
+how a gallery is copied from one to the other.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -225,25 +230,142 @@ def decode_embeddings(blobs: Sequence[bytes], dim: int) -> np.ndarray:
 
 
 _URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+DB_HELP = "a SQLite file path, or postgresql://user[:password]@host:port/db"
 
 
 def redact_url(text: str) -> str:
-    """``text`` with any password in a ``scheme://user:password@host`` URL masked."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", text)
+    """``text`` with any password in a ``scheme://user:password@host`` URL (or a
+    ``password=`` parameter) masked."""
+    text = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", text)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", text)
+
+
+def url_scheme(db: str | Path) -> str | None:
+    """The scheme of a ``--db`` value that is a URL (lower case), ``None`` for a path."""
+    match = _URL.match(str(db))
+    return match["scheme"].lower() if match else None
+
+
+def is_postgres_url(db: str | Path) -> bool:
+    return url_scheme(db) in POSTGRES_SCHEMES
 
 
 def refuse_urls(path: str | Path) -> None:
-    """A ``--db`` value that looks like a URL is not a file name: refuse it clearly instead of
-    creating folders named ``postgresql:`` (the password, if any, is never echoed)."""
-    match = _URL.match(str(path))
-    if match:
+    """A ``--db`` value that is a URL of a scheme no backend serves is refused clearly,
+    instead of creating folders named ``mysql:`` (the password, if any, is never echoed)."""
+    scheme = url_scheme(path)
+    if scheme is not None and scheme not in POSTGRES_SCHEMES:
         raise DataFormatError(
-            f"{redact_url(str(path))}: {match['scheme']}:// URLs are not supported as a gallery "
-            "(--db takes the path of a SQLite gallery file, e.g. gallery.db)"
+            f"{redact_url(str(path))}: {scheme}:// is not a gallery backend (--db takes {DB_HELP})"
         )
 
 
-class GalleryStore:
+# -- backend-neutral rows: what moves between backends ------------------------------------
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    id: int
+    name: str
+    metadata: dict[str, Any]
+    created_at: str
+
+
+@dataclass(frozen=True)
+class FaceRow:
+    id: int
+    person_id: int
+    model: ModelKey
+    embedding: np.ndarray
+    image_sha256: str
+    box: list[float] | None
+    det_score: float | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    id: int
+    person_id: int
+    sha256: str
+    data: bytes
+    created_at: str
+
+
+@dataclass
+class GalleryDump:
+    """A whole gallery as rows, read lazily in chunks (``dump`` of one store, ``load`` of
+    another). ``next_ids`` holds, per table, the highest id ever handed out: ids of deleted
+    rows are not given again, in the copy either."""
+
+    models: list[tuple[ModelKey, int]]  # (model, embedding size)
+    persons: Iterable[list[PersonRow]]
+    faces: Iterable[list[FaceRow]]
+    photos: Iterable[list[PhotoRow]]
+    next_ids: dict[str, int]
+
+
+class StoreBase:
+    """What every backend shares: context management and finding a person by id or name."""
+
+    location: str  # where the gallery is, for messages (never with a password)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> StoreBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def person(self, person_id: int) -> Person:
+        raise NotImplementedError
+
+    def persons(
+        self, *, name: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[Person]:
+        raise NotImplementedError
+
+    def person_names(self) -> list[tuple[int, str]]:
+        """(id, name) of every person, by id."""
+        raise NotImplementedError
+
+    def find_person(self, ref: str | int) -> Person:
+        """The person ``ref`` names: an id, else a name exactly one person has.
+
+        A name several persons share is refused, listing their ids; an unknown one is refused
+        with the persons whose name differs only in case or spacing, if any.
+        """
+        text = str(ref).strip()
+        if isinstance(ref, int) or text.isdigit():
+            try:
+                return self.person(int(text))
+            except UnknownPersonError:
+                if isinstance(ref, int):
+                    raise
+        people = self.persons(name=text)
+        if len(people) == 1:
+            return people[0]
+        if people:
+            ids = ", ".join(str(p.id) for p in people)
+            raise DataFormatError(
+                f"{len(people)} persons are called {text!r} (ids {ids}): name one by its id"
+            )
+        folded = " ".join(text.replace("_", " ").split()).casefold()
+        close = [
+            f"{name!r} (id {pid})"
+            for pid, name in self.person_names()
+            if " ".join(name.replace("_", " ").split()).casefold() == folded
+        ]
+        hint = f"; did you mean {', '.join(close[:5])}?" if close else ""
+        if text.isdigit():
+            raise UnknownPersonError(f"no person with id {text}{hint}")
+        raise UnknownPersonError(f"no person called {text!r}{hint}")
+
+
+class GalleryStore(StoreBase):
     """A gallery file; safe to share between threads (calls are serialised by a lock).
 
     Several processes may open the same file: SQLite's locking keeps writes atomic, and
@@ -252,7 +374,13 @@ class GalleryStore:
 
     def __init__(self, path: str | Path, *, create: bool = True, timeout: float = 30.0) -> None:
         refuse_urls(path)
+        if is_postgres_url(path):
+            raise DataFormatError(
+                f"{redact_url(str(path))}: a PostgreSQL gallery, not a SQLite file: open it "
+                "with mobileface.gallery.open_store"
+            )
         self.path = Path(path)
+        self.location = str(self.path)
         if not create and not self.path.is_file():
             raise DataFormatError(f"{self.path}: no such gallery")
         if create:
@@ -288,9 +416,6 @@ class GalleryStore:
 
     def __enter__(self) -> GalleryStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -472,37 +597,8 @@ class GalleryStore:
         photos = self._query("SELECT count(*) FROM photos WHERE person_id = ?", (person_id,))
         return _person(rows[0], faces, int(photos[0][0]))
 
-    def find_person(self, ref: str | int) -> Person:
-        """The person ``ref`` names: an id, else a name exactly one person has.
-
-        A name several persons share is refused, listing their ids; an unknown one is refused
-        with the persons whose name differs only in case or spacing, if any.
-        """
-        text = str(ref).strip()
-        if isinstance(ref, int) or text.isdigit():
-            try:
-                return self.person(int(text))
-            except UnknownPersonError:
-                if isinstance(ref, int):
-                    raise
-        people = self.persons(name=text)
-        if len(people) == 1:
-            return people[0]
-        if people:
-            ids = ", ".join(str(p.id) for p in people)
-            raise DataFormatError(
-                f"{len(people)} persons are called {text!r} (ids {ids}): name one by its id"
-            )
-        folded = " ".join(text.replace("_", " ").split()).casefold()
-        close = [
-            f"{name!r} (id {pid})"
-            for pid, name in self._query("SELECT id, name FROM persons ORDER BY id")
-            if " ".join(name.replace("_", " ").split()).casefold() == folded
-        ]
-        hint = f"; did you mean {', '.join(close[:5])}?" if close else ""
-        if text.isdigit():
-            raise UnknownPersonError(f"no person with id {text}{hint}")
-        raise UnknownPersonError(f"no person called {text!r}{hint}")
+    def person_names(self) -> list[tuple[int, str]]:
+        return [(int(i), n) for i, n in self._query("SELECT id, name FROM persons ORDER BY id")]
 
     def persons(
         self, *, name: str | None = None, limit: int | None = None, offset: int = 0
@@ -537,6 +633,9 @@ class GalleryStore:
                 (model.name, model.version),
             )[0][0]
         )
+
+    def count_photos(self) -> int:
+        return int(self._query("SELECT count(*) FROM photos")[0][0])
 
     def names(self, person_ids: Sequence[int]) -> dict[int, str]:
         if not len(person_ids):
@@ -669,6 +768,104 @@ class GalleryStore:
             "SELECT data FROM photos WHERE person_id = ? AND sha256 = ?", (person_id, image_sha256)
         )
         return bytes(rows[0][0]) if rows else None
+
+    # -- copying between backends ----------------------------------------------------------
+
+    def dump(self, chunk: int = 5000) -> GalleryDump:
+        """The whole gallery as backend-neutral rows, read lazily ``chunk`` rows at a time."""
+        return GalleryDump(
+            models=[(m.model, m.dim) for m in self.models()],
+            persons=self._pages(
+                "SELECT id, name, metadata, created_at FROM persons",
+                lambda r: PersonRow(r[0], r[1], json.loads(r[2]), r[3]),
+                chunk,
+            ),
+            faces=self._pages(
+                "SELECT id, person_id, model_name, model_version, embedding, image_sha256, box, "
+                "det_score, created_at FROM faces",
+                lambda r: FaceRow(
+                    r[0],
+                    r[1],
+                    ModelKey(r[2], r[3]),
+                    np.frombuffer(r[4], EMBEDDING_DTYPE).copy(),
+                    r[5],
+                    json.loads(r[6]) if r[6] else None,
+                    r[7],
+                    r[8],
+                ),
+                chunk,
+            ),
+            photos=self._pages(
+                "SELECT id, person_id, sha256, data, created_at FROM photos",
+                lambda r: PhotoRow(r[0], r[1], r[2], bytes(r[3]), r[4]),
+                chunk,
+            ),
+            next_ids=self.next_ids(),
+        )
+
+    def _pages(self, select: str, convert: Any, chunk: int) -> Iterator[list]:
+        last = 0
+        while True:
+            rows = self._query(f"{select} WHERE id > ? ORDER BY id LIMIT ?", (last, chunk))
+            if not rows:
+                return
+            yield [convert(r) for r in rows]
+            last = rows[-1][0]
+
+    def load(self, dump: GalleryDump) -> None:
+        """Write ``dump`` into this gallery, which must hold no persons, keeping every id;
+        one transaction: on any error nothing is written."""
+        with self.transaction() as db:
+            if db.execute("SELECT count(*) FROM persons").fetchone()[0]:
+                raise DataFormatError(f"{self.location}: not empty (it holds persons)")
+            for persons in dump.persons:
+                db.executemany(
+                    "INSERT INTO persons (id, name, metadata, created_at) VALUES (?, ?, ?, ?)",
+                    [(p.id, p.name, _json(p.metadata), p.created_at) for p in persons],
+                )
+            for faces in dump.faces:
+                db.executemany(
+                    "INSERT INTO faces (id, person_id, model_name, model_version, dim, "
+                    "embedding, image_sha256, box, det_score, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            f.id,
+                            f.person_id,
+                            f.model.name,
+                            f.model.version,
+                            int(f.embedding.size),
+                            encode_embedding(f.embedding),
+                            f.image_sha256,
+                            None if f.box is None else _json(f.box),
+                            f.det_score,
+                            f.created_at,
+                        )
+                        for f in faces
+                    ],
+                )
+            for photos in dump.photos:
+                db.executemany(
+                    "INSERT INTO photos (id, person_id, sha256, data, created_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(p.id, p.person_id, p.sha256, p.data, p.created_at) for p in photos],
+                )
+            for table, seq in dump.next_ids.items():
+                if table in ("persons", "faces", "photos") and seq > 0:
+                    db.execute("DELETE FROM sqlite_sequence WHERE name = ?", (table,))
+                    max_id = db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+                    db.execute(
+                        "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)",
+                        (table, max(seq, max_id)),
+                    )
+
+    def next_ids(self) -> dict[str, int]:
+        """Per table, the highest id handed out so far."""
+        return {t: int(n) for t, n in self._query("SELECT name, seq FROM sqlite_sequence")}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def _person(row: tuple, faces: Sequence[FaceRecord], photos: int) -> Person:

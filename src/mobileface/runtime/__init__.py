@@ -7,6 +7,7 @@ verifier = FaceVerifier(open_embedder("model.onnx"))
 result = verifier.verify("a.jpg", "b.jpg")   # score, same, threshold, faces, timings
 result.operating_point                       # FAR 1e-3 and the TAR calibrated there
 strict = FaceVerifier(verifier.embedder, far=1e-4)   # the threshold calibrated at FAR 1e-4
+choose_precision().model                     # the default weights for this CPU: fp32 or int8
 ```
 
 Nothing here imports PyTorch, directly or not (checkpoints ``.pt`` opened through
@@ -15,6 +16,7 @@ Nothing here imports PyTorch, directly or not (checkpoints ``.pt`` opened throug
 
 from .embedder import Embedder, OnnxEmbedder, open_embedder
 from .metadata import DEFAULT_FAR_KEY, decode_metadata, encode_metadata
+from .precision import PrecisionChoice, choose_precision
 from .preprocess import Normalization, as_crop_batch
 from .scoring import cosine_matrix, cosine_similarity, l2_normalize
 from .verifier import (
@@ -35,9 +37,11 @@ __all__ = [
     "Normalization",
     "OnnxEmbedder",
     "OperatingPoint",
+    "PrecisionChoice",
     "VerificationResult",
     "as_crop_batch",
     "calibrated_fars",
+    "choose_precision",
     "cosine_matrix",
     "cosine_similarity",
     "decode_metadata",

@@ -1,14 +1,17 @@
 """The HTTP service: verification, embedding, enrolment and identification as JSON over HTTP.
 
-``create_app(config)`` builds a FastAPI application around one gallery file and one face
-encoder (detector + ONNX embedding model; no PyTorch). Endpoints under ``/v1`` need the API
+``create_app(config)`` builds a FastAPI application around one gallery (a SQLite file, or a
+PostgreSQL database that any number of service processes may share) and one face encoder
+(detector + ONNX embedding model; no PyTorch). Endpoints under ``/v1`` need the API
 key (``X-API-Key: KEY`` or ``Authorization: Bearer KEY``) whenever authentication is on,
 which it is by default on any address that is not loopback. Uploads are read into memory,
 used, and dropped: photos are stored only when an enrolment asks for it (``keep_photos``).
 
 Errors are JSON ``{"detail": "...", "code": "..."}`` with a 4xx status that says whose fault
 it is: 400 unreadable image, 413 too large, 422 no face or invalid form, 404 unknown person,
-401 missing or wrong key, 409 gallery of another model.
+401 missing or wrong key, 409 gallery of another model; and 503 ``database_unavailable``
+(with ``Retry-After``) while a PostgreSQL gallery's server is down or restarting: the service
+reconnects by itself once it is back.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from mobileface.errors import (
     NoFaceError,
 )
 from mobileface.gallery import (
+    DatabaseUnavailableError,
     FaceEncoder,
     Gallery,
     ModelMismatchError,
@@ -75,10 +79,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         401: "missing or wrong API key",
         413: "request body or image too large",
         422: "no face found, or a required field is missing or invalid",
+        503: "the gallery's database is unavailable for now (retry after Retry-After seconds)",
     }.items()
 }
 
 _TOO_LARGE_HINTS = ("exceeds the limit", "too many pixels")
+_RETRY = {"Retry-After": "1"}
 _CHALLENGE = {"WWW-Authenticate": 'ApiKey header="X-API-Key"'}
 # Module level: FastAPI resolves the (postponed) annotations that name them in module globals.
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
@@ -87,6 +93,8 @@ BEARER = HTTPBearer(auto_error=False, description="the API key as a bearer token
 
 def error_status(exc: MobileFaceError) -> tuple[int, str]:
     """The HTTP status and code for one of the package's errors."""
+    if isinstance(exc, DatabaseUnavailableError):
+        return 503, "database_unavailable"
     if isinstance(exc, UnknownPersonError):
         return 404, "unknown_person"
     if isinstance(exc, NoFaceError):
@@ -200,7 +208,10 @@ def create_app(config: ServiceConfig, *, encoder: FaceEncoder | None = None) -> 
             gallery.store.count_persons()
         except Exception as exc:  # noqa: BLE001 - report, do not crash the probe
             log.error("health check failed: %s", exc)
-            return JSONResponse({"status": "error", "version": __version__}, status_code=503)
+            body = {"status": "error", "version": __version__}
+            if isinstance(exc, DatabaseUnavailableError):
+                body["detail"] = str(exc)
+            return JSONResponse(body, status_code=503, headers=_RETRY)
         return {"status": "ok", "version": __version__}
 
     @v1.get("/info", response_model=schemas.Info, tags=["service"])
@@ -450,7 +461,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         status, code = error_status(exc)
         if status >= 500:
             log.error("%s: %s", code, exc)
-        return JSONResponse({"detail": str(exc), "code": code}, status_code=status)
+        headers = _RETRY if status == 503 else None
+        return JSONResponse({"detail": str(exc), "code": code}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

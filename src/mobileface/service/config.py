@@ -23,7 +23,7 @@ class ServiceConfig:
     ``require_auth=None`` means: required whenever ``host`` is not a loopback address.
     """
 
-    db: Path
+    db: str | Path  # a SQLite file path or a postgresql:// URL
     model: str | None = None
     detector: str = "yunet"
     detector_path: str | None = None

@@ -11,7 +11,8 @@ class Error(BaseModel):
     detail: str = Field(description="what is wrong, naming the input")
     code: str = Field(
         description="machine-readable reason: bad_image, image_too_large, no_face, "
-        "unknown_person, model_mismatch, invalid_request, request_too_large, unauthorized, ..."
+        "unknown_person, model_mismatch, invalid_request, request_too_large, unauthorized, "
+        "database_unavailable, ..."
     )
 
 
