@@ -115,7 +115,11 @@ def postgres() -> Cluster:
         cluster.remove()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(
+    # The PostgreSQL variants start a server (about half a minute with its shutdown): they run
+    # in the full suite, not in the quick `-m "not slow"` run.
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)]
+)
 def gallery_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A new gallery: a SQLite file path, or the URL of a fresh PostgreSQL database."""
     if request.param == "sqlite":

@@ -24,6 +24,7 @@ HEAVY_FIXTURES = {
     "installed": "builds a wheel and a virtual environment",
     "browser": "drives headless Chromium",
     "lfw_view2": "embeds the full LFW View 2 protocol (6,000 pairs)",
+    "postgres": "starts (or shares) a PostgreSQL server",
 }
 """Fixtures whose users are heavy, with why."""
 

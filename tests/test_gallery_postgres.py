@@ -41,6 +41,9 @@ def unit(x: np.ndarray) -> np.ndarray:
 # -- schema ----------------------------------------------------------------------------------
 
 
+pytestmark = pytest.mark.slow  # every test here starts or uses a PostgreSQL server
+
+
 def test_the_schema_is_versioned_and_refuses_what_it_does_not_know(postgres):
     url = postgres.create_database()
     with pytest.raises(DataFormatError, match="no gallery in this database"):
