@@ -24,7 +24,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "scripts" / "postgres.sh"
-BACKENDS = ("sqlite", "postgres")
 
 
 def missing() -> str | None:

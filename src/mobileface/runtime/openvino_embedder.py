@@ -24,6 +24,18 @@ CROP_SIZE = (112, 112)  # the ArcFace-template crops this embedder takes (height
 TEMPLATE_96_COLUMNS = (8, 104)  # columns of a 112 x 112 crop that hold the 96 x 112 template
 
 
+def ir_sha256(path: str | Path) -> str:
+    """SHA-256 over an IR's ``.xml`` and then its ``.bin``: changes with graph or weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in (Path(path), Path(path).with_suffix(".bin")):
+        with open(part, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 class OpenVINOEmbedder:
     """A face embedder in OpenVINO IR, fed 112 x 112 ArcFace crops (see the module docstring).
 
@@ -77,14 +89,9 @@ class OpenVINOEmbedder:
 
     @property
     def sha256(self) -> str:
-        """SHA-256 over the ``.xml`` and its ``.bin`` (computed once): the model's identity."""
+        """The model's identity (computed once): see :func:`ir_sha256`."""
         if not hasattr(self, "_sha256"):
-            import hashlib
-
-            digest = hashlib.sha256()
-            for part in (self.path, self.path.with_suffix(".bin")):
-                digest.update(part.read_bytes())
-            self._sha256 = digest.hexdigest()
+            self._sha256 = ir_sha256(self.path)
         return self._sha256
 
     def network_input(self, crops: Any) -> np.ndarray:

@@ -54,15 +54,18 @@ def load_teacher(name: str) -> TeacherFn:
 
 def teacher_name(name: str) -> str:
     """The identity of a teacher, for cache keys: changes when its weights or input change."""
+    from mobileface.paths import sha256_of
+    from mobileface.runtime.dlib_embedder import DlibEmbedder
+    from mobileface.runtime.openvino_embedder import ir_sha256
+
     if name == "dlib":
-        return "dlib_face_recognition_resnet_model_v1+chip"
+        return DlibEmbedder.sha256
     path = Path(name)
     if not path.is_file():
         raise DataFormatError(f"distill.teacher: {name}: no such model file (or 'dlib')")
-    digest = hashlib.sha256(path.read_bytes())
-    if path.suffix.lower() == ".xml":  # an OpenVINO IR: its weights live beside it
-        digest.update(path.with_suffix(".bin").read_bytes())
-    return f"{path.suffix.lower().lstrip('.')}-{digest.hexdigest()[:16]}"
+    suffix = path.suffix.lower()
+    digest = ir_sha256(path) if suffix == ".xml" else sha256_of(path)
+    return f"{suffix.lstrip('.')}-{digest[:16]}"
 
 
 def teacher_input_size(name: str) -> tuple[int, int]:
