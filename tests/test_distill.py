@@ -17,7 +17,7 @@ from mobileface.runtime import open_embedder
 from mobileface.train import Trainer, load_config
 from mobileface.train.config import AugmentConfig, DatasetConfig, DistillConfig
 from mobileface.train.data import FaceDataset, build_samples
-from mobileface.train.distill import Distiller, _run_teacher, teacher_cache_path
+from mobileface.train.distill import Distiller, _run_teacher, online_teacher, teacher_cache_path
 from mobileface.train.distributed import DistInfo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,8 +142,8 @@ def test_mirrored_crops_get_the_mirrored_target(tiny_folder: Path, tmp_path: Pat
     samples = tiny_samples(tiny_folder)
     always = FaceDataset(samples, (112, 112), AugmentConfig(flip=1.0), 0)
     never = FaceDataset(samples, (112, 112), AugmentConfig(flip=0.0), 0)
-    image, label, index, mirrored = always[(0, 5)]
-    assert mirrored and index == 5 and label == samples.labels[5]
+    image, label, index, mirrored, target = always[(0, 5)]
+    assert mirrored and index == 5 and label == samples.labels[5] and target.numel() == 0
     np.testing.assert_array_equal(image.numpy(), never.load(5)[:, ::-1])
     assert never[(0, 5)][3] is False
     # The distiller looks up the view the student saw.
@@ -171,6 +171,62 @@ def test_a_table_of_the_wrong_shape_is_refused(tiny_folder: Path, tmp_path: Path
             128,
             DistInfo(0, 1, 0, torch.device("cpu")),
         )
+
+
+# ------------------------------------------------------------ online teaching
+def test_online_teacher_sees_the_crop_as_augmented(tiny_folder: Path, tmp_path: Path) -> None:
+    """With ``distill.online`` the target is the teacher's view of the augmented crop itself,
+    so colour, blur and scale augmentations are taught consistently."""
+    samples = tiny_samples(tiny_folder)
+    augment = AugmentConfig(flip=0.5, crop_scale=0.2, color_jitter=1.0, blur=1.0)
+    dataset = FaceDataset(samples, (112, 112), augment, 0, teacher=str(BUNDLED_ONNX))
+    teacher = open_embedder(BUNDLED_ONNX)
+    image, _, index, _, target = dataset[(0, 7)]
+    plain = dataset.load(index)
+    assert not np.array_equal(image.numpy(), plain)  # augmented
+    expected = teacher.embed(image.numpy()[None])[0]
+    np.testing.assert_allclose(target.numpy(), expected, rtol=1e-4, atol=1e-4 * abs(expected).max())
+    assert np.dot(expected, teacher.embed(plain[None])[0]) < np.dot(expected, expected)
+    # The distiller centres and normalises the raw target: a student on it scores zero loss.
+    table = np.random.default_rng(0).normal(size=(24, 2, 128)).astype(np.float32)
+    np.save(tmp_path / "table.npy", table)
+    config = DistillConfig(
+        teacher=str(BUNDLED_ONNX), kind="embedding", cache=tmp_path / "table.npy", online=True
+    )
+    distiller = Distiller(config, samples, 128, DistInfo(0, 1, 0, torch.device("cpu")))
+    raw = torch.from_numpy(np.stack([expected, -expected]))
+    student = torch.nn.functional.normalize(raw - distiller.center)  # identity projection
+    online_loss = distiller(student, torch.tensor([index, 0]), None, raw)
+    assert float(online_loss.detach()) == pytest.approx(0.0, abs=1e-5)
+    assert float(distiller(student, torch.tensor([index, 0])).detach()) > 0.1  # the table differs
+
+
+def test_online_teaching_needs_the_students_crop_size(tiny_folder: Path) -> None:
+    config = DistillConfig(teacher=str(BUNDLED_ONNX), online=True)
+    assert online_teacher(config, (112, 112)) == str(BUNDLED_ONNX)
+    assert online_teacher(DistillConfig(teacher="dlib"), (112, 112)) is None
+    with pytest.raises(DataFormatError, match="takes 112x112 crops and the student 96x96"):
+        online_teacher(config, (96, 96))
+
+
+def test_pure_online_distillation_trains(tiny_folder: Path, tmp_path: Path) -> None:
+    """``loss.weight: 0`` drops the margin loss; the online teacher alone lowers the loss."""
+    overrides = [
+        "loss.weight=0",
+        "schedule.steps=12",
+        "schedule.warmup_steps=0",
+        "optim.batch_size=8",
+        "data.workers=1",
+        "train.log_every=4",
+        f"data.datasets=[{{type: folder, path: {tiny_folder}}}]",
+        f"distill={{teacher: {BUNDLED_ONNX}, kind: embedding, weight: 10, online: true, "
+        f"cache: {tmp_path / 'table.npy'}}}",
+    ]
+    Trainer(load_config(TINY, overrides), tmp_path / "run").run()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r for r in log if "loss/distill" in r]
+    assert losses and all("loss/margin" not in r for r in losses)
+    assert losses[-1]["loss/distill"] < losses[0]["loss/distill"]
 
 
 # ------------------------------------------------------- warm start from ONNX

@@ -77,6 +77,7 @@ class LossConfig(_Strict):
     m2: float | None = None
     m3: float | None = None
     sample_rate: float = Field(1.0, gt=0, le=1)
+    weight: float = Field(1.0, ge=0)  # 0: no margin loss (pure distillation)
 
 
 class DistillConfig(_Strict):
@@ -88,6 +89,10 @@ class DistillConfig(_Strict):
     cache: Path | None = None
     center: bool = True  # subtract the teacher embeddings' mean before normalising
     workers: int = Field(0, ge=0)  # processes computing the teacher's embeddings; 0: one per CPU
+    # True: the teacher also embeds each augmented crop as it is drawn (in the loader's
+    # workers), so every augmentation is taught consistently; the cached table then only
+    # gives the centring mean.
+    online: bool = False
 
 
 class OptimConfig(_Strict):

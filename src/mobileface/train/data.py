@@ -192,10 +192,12 @@ class StepSampler(Sampler[list[tuple[int, int]]]):
 
 
 class FaceDataset(Dataset):
-    """Decoded, augmented crops: (HxWx3 uint8 tensor, label, sample index, mirrored).
+    """Decoded, augmented crops: (HxWx3 uint8 tensor, label, sample index, mirrored, target).
 
     The mirror is drawn first and reported, so that distillation can take the teacher's
-    embedding of the same view (the teacher saw each crop and its mirror image).
+    embedding of the same view (the teacher saw each crop and its mirror image). With
+    ``teacher`` (online distillation), ``target`` is that teacher's raw embedding of the crop
+    exactly as augmented; otherwise it is empty.
     """
 
     def __init__(
@@ -205,6 +207,7 @@ class FaceDataset(Dataset):
         augment: AugmentConfig,
         seed: int,
         cache: np.ndarray | None = None,
+        teacher: str | None = None,
     ) -> None:
         self.samples = samples
         self.image_size = image_size
@@ -213,6 +216,8 @@ class FaceDataset(Dataset):
         self.seed = seed
         self.cache = cache
         self._records: dict[str, FaceRecord] = {}
+        self.teacher = teacher
+        self._teacher_fn = None  # opened lazily, once per loader worker
 
     def __len__(self) -> int:
         return len(self.samples.refs)
@@ -235,16 +240,28 @@ class FaceDataset(Dataset):
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         return image
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int, bool]:
+    def __getitem__(
+        self, key: tuple[int, int]
+    ) -> tuple[torch.Tensor, int, int, bool, torch.Tensor]:
         epoch, index = key
         rng = np.random.default_rng([self.seed, epoch, index])
         image = self.load(index)
         mirrored = bool(rng.random() < self.flip_probability)
         if mirrored:
             image = image[:, ::-1]
-        image = self.augment(image, rng)
+        image = np.ascontiguousarray(self.augment(image, rng))
         label = int(self.samples.labels[index])
-        return torch.from_numpy(np.ascontiguousarray(image)), label, index, mirrored
+        return torch.from_numpy(image), label, index, mirrored, self._teach(image)
+
+    def _teach(self, image: np.ndarray) -> torch.Tensor:
+        """The online teacher's raw embedding of ``image`` (empty without a teacher)."""
+        if self.teacher is None:
+            return torch.empty(0)
+        if self._teacher_fn is None:
+            from .distill import load_teacher
+
+            self._teacher_fn = load_teacher(self.teacher)
+        return torch.from_numpy(self._teacher_fn(image[None])[0].astype(np.float32))
 
 
 def build_decoded_cache(
@@ -285,12 +302,14 @@ def build_loader(
     rank: int,
     world_size: int,
     start_step: int,
+    teacher: str | None = None,
 ) -> DataLoader:
-    """The training loader: uint8 NHWC batches in the deterministic step order."""
+    """The training loader: uint8 NHWC batches in the deterministic step order (with the
+    online ``teacher``'s embedding of each augmented crop: :class:`FaceDataset`)."""
     cache = None
     if config.cache_dir is not None:
         cache = build_decoded_cache(samples, image_size, config.cache_dir, rank == 0)
-    dataset = FaceDataset(samples, image_size, config.augment, seed, cache)
+    dataset = FaceDataset(samples, image_size, config.augment, seed, cache, teacher)
     sampler = StepSampler(len(samples.refs), batch_size, seed, rank, world_size, start_step)
     return DataLoader(
         dataset,

@@ -78,6 +78,20 @@ def teacher_input_size(name: str) -> tuple[int, int]:
     return tuple(open_embedder(name).input_size)
 
 
+def online_teacher(config: DistillConfig | None, image_size: tuple[int, int]) -> str | None:
+    """The teacher the training loader runs on each augmented crop (``distill.online``), or
+    None. Online teaching needs a teacher that takes the student's crops as they are."""
+    if config is None or not config.online:
+        return None
+    size = teacher_input_size(config.teacher)
+    if tuple(size) != tuple(image_size):
+        raise DataFormatError(
+            f"distill.online: the teacher {config.teacher} takes {size[0]}x{size[1]} crops and "
+            f"the student {image_size[0]}x{image_size[1]}; online teaching needs the same size"
+        )
+    return config.teacher
+
+
 def teacher_cache_path(
     config: DistillConfig, samples: SampleList, image_size: tuple[int, int]
 ) -> Path:
@@ -92,10 +106,13 @@ def teacher_cache_path(
     return cache_dir() / "teacher" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
 
 
-def teacher_embeddings(config: DistillConfig, samples: SampleList, info: DistInfo) -> np.ndarray:
+def teacher_embeddings(
+    config: DistillConfig, samples: SampleList, info: DistInfo
+) -> tuple[np.ndarray, np.ndarray]:
     """The teacher's L2-normalised embedding of every sample and its mirror image (``N x 2 x
-    D``), computed once (by rank 0, resumably) and cached. The teacher sees the crops at its
-    own input size, whatever the student's."""
+    D``), computed once (by rank 0, resumably) and cached, with the mean subtracted before
+    normalising (zero when ``config.center`` is off). The teacher sees the crops at its own
+    input size, whatever the student's."""
     image_size = teacher_input_size(config.teacher)
     path = teacher_cache_path(config, samples, image_size)
     if info.is_main and not path.exists():
@@ -109,9 +126,14 @@ def teacher_embeddings(config: DistillConfig, samples: SampleList, info: DistInf
             f"({len(samples.refs)}, {len(VIEWS)}, D) for these samples and their mirror images: "
             "delete the file to compute it again"
         )
+    mean = np.zeros(table.shape[-1], np.float32)
     if config.center:
-        table -= table.reshape(-1, table.shape[-1]).mean(axis=0)
-    return table / np.linalg.norm(table, axis=-1, keepdims=True).clip(1e-12)
+        mean = table.reshape(-1, table.shape[-1]).mean(axis=0)
+    return _normalise(table - mean), mean
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
 
 
 VIEWS = ("original", "mirrored")
@@ -208,8 +230,9 @@ class Distiller(nn.Module):
     ) -> None:
         super().__init__()
         self.kind = config.kind
-        table = teacher_embeddings(config, samples, info)
+        table, mean = teacher_embeddings(config, samples, info)
         self.register_buffer("teacher", torch.from_numpy(table), persistent=False)
+        self.register_buffer("center", torch.from_numpy(mean), persistent=False)
         teacher_dim = table.shape[-1]
         self.projection = None
         if self.kind == "embedding":
@@ -218,11 +241,20 @@ class Distiller(nn.Module):
                 nn.init.eye_(self.projection.weight)
 
     def forward(
-        self, student: torch.Tensor, indices: torch.Tensor, mirrored: torch.Tensor | None = None
+        self,
+        student: torch.Tensor,
+        indices: torch.Tensor,
+        mirrored: torch.Tensor | None = None,
+        online: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The loss for a batch of samples ``indices``, seen mirrored where ``mirrored``."""
-        views = torch.zeros_like(indices) if mirrored is None else mirrored.long()
-        target = self.teacher[indices, views]
+        """The loss for a batch of samples ``indices``, seen mirrored where ``mirrored``; or,
+        given ``online`` (the teacher's raw embeddings of the very crops the student saw),
+        against those."""
+        if online is not None and online.numel():
+            target = F.normalize(online - self.center)
+        else:
+            views = torch.zeros_like(indices) if mirrored is None else mirrored.long()
+            target = self.teacher[indices, views]
         if self.kind == "embedding":
             projected = F.normalize(self.projection(student))
             return (1 - (projected * target).sum(1)).mean()

@@ -36,6 +36,7 @@ from mobileface.models.checkpoint import (
 
 from .config import AugmentConfig, Config, LossConfig, config_to_dict
 from .data import FaceDataset, build_loader, build_samples
+from .distill import online_teacher
 from .distributed import DistInfo, cleanup, setup_distributed
 from .schedule import lr_factor
 
@@ -371,18 +372,25 @@ class Trainer:
         labels: torch.Tensor,
         indices: torch.Tensor,
         mirrored: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
     ) -> dict[str, float]:
+        """One optimiser step; ``targets``: the online teacher's embeddings of ``images``."""
         cfg = self.config
         x = self._to_input(images)
         labels = labels.to(self.info.device)
         with self._autocast():
             embeddings = self.train_model(x)
-        loss = self.head(embeddings.float(), labels)
-        record = {"loss/margin": loss.detach()}
+        loss = torch.zeros((), device=self.info.device)
+        record = {}
+        if cfg.loss.weight > 0:
+            margin = self.head(embeddings.float(), labels)
+            record["loss/margin"] = margin.detach()
+            loss = loss + cfg.loss.weight * margin
         if self.distiller is not None:
             device = self.info.device
             views = None if mirrored is None else mirrored.to(device)
-            distill = self.distiller(embeddings.float(), indices.to(device), views)
+            online = None if targets is None else targets.to(device)
+            distill = self.distiller(embeddings.float(), indices.to(device), views, online)
             record["loss/distill"] = distill.detach()
             loss = loss + cfg.distill.weight * distill
         self.optimizer.zero_grad(set_to_none=True)
@@ -420,7 +428,7 @@ class Trainer:
             self.load_checkpoint(latest)
         loader = build_loader(
             cfg.data, self.samples, self.image_size, cfg.optim.batch_size, cfg.train.seed,
-            info.rank, info.world_size, self.step,
+            info.rank, info.world_size, self.step, online_teacher(cfg.distill, self.image_size),
         )  # fmt: skip
         batches = iter(loader)  # creating the iterator draws from the RNG: restore after it
         if self._resume_rng is not None:
@@ -438,8 +446,8 @@ class Trainer:
         window_start, window_images = time.perf_counter(), 0
         stop = min(total, self.stop_at_step or total)
         while self.step < stop:
-            images, labels, indices, mirrored = next(batches)
-            record = self.train_step(images, labels, indices, mirrored)
+            images, labels, indices, mirrored, targets = next(batches)
+            record = self.train_step(images, labels, indices, mirrored, targets)
             if not math.isfinite(record["loss/total"]):
                 raise FloatingPointError(f"loss became {record['loss/total']} at step {self.step}")
             self.step += 1
