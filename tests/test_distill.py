@@ -209,6 +209,7 @@ def test_online_teaching_needs_the_students_crop_size(tiny_folder: Path) -> None
         online_teacher(config, (96, 96))
 
 
+@pytest.mark.slow
 def test_pure_online_distillation_trains(tiny_folder: Path, tmp_path: Path) -> None:
     """``loss.weight: 0`` drops the margin loss; the online teacher alone lowers the loss."""
     overrides = [
