@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import sqlite3
@@ -112,14 +113,37 @@ def bulk_gallery(path: Path, vectors: np.ndarray, model) -> None:
     db.close()
 
 
-def time_queries(index, queries: np.ndarray, k: int = 5) -> tuple[list[float], list[int]]:
+def time_queries(
+    index, queries: np.ndarray, k: int = 5, cpu: list[float] | None = None
+) -> tuple[list[float], list[int]]:
+    """Each query's wall-clock milliseconds and top person; with ``cpu``, also the
+    milliseconds this thread spent on the CPU for it (appended there): the latency it would
+    have with a core to itself, which on a busy machine the wall clock is not."""
     times, top = [], []
     for q in queries:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         hits = index.search(q, k)
         times.append((time.perf_counter() - t0) * 1e3)
+        if cpu is not None:
+            cpu.append((time.thread_time() - c0) * 1e3)
         top.append(hits[0].person_id if hits else -1)
     return times, top
+
+
+def faiss_distances() -> int:
+    """Distance computations FAISS's HNSW searches have made since the last call: a cost
+    that, unlike milliseconds, does not depend on what else the machine is running."""
+    import faiss
+
+    count = int(faiss.cvar.hnsw_stats.ndis)
+    faiss.cvar.hnsw_stats.reset()
+    return count
+
+
+def progress(text: str) -> None:
+    """A timestamped line on stderr, with the load average (latencies depend on it)."""
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"[{time.strftime('%H:%M:%S')} load {load}] {text}", file=sys.stderr, flush=True)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -154,77 +178,54 @@ class Postgres:
 def bench_search(args: argparse.Namespace) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
-    from mobileface.gallery import GalleryStore, HNSWParams, ModelIndex, ModelKey
+    from mobileface.gallery import GalleryStore, HNSWParams, ModelKey
 
     threadpool_limits(1, user_api="blas")  # latency on one thread, as in the service
+    logging.basicConfig(format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("mobileface.gallery.index").setLevel(logging.DEBUG)  # build progress
 
     model = ModelKey("synthetic", "0" * 16)
     params = HNSWParams(args.connectivity, args.expansion_add)
-    # Room to build HNSW graphs in memory (pgvector falls back to slow on-disk building).
-    postgres = Postgres(args.pg, "maintenance_work_mem=2GB shared_buffers=1GB") if args.pg else None
+    # Room to build HNSW graphs in memory (pgvector falls back to slow on-disk building: a
+    # 1M-face graph with m 32 takes about 1.5 GB).
+    settings = f"maintenance_work_mem={args.pg_memory} shared_buffers=2GB"
+    postgres = Postgres(args.pg, settings) if args.pg else None
+    runs = [(a, n) for a in args.spectrum for n in args.sizes]
+    if args.reuse and len(runs) != 1:
+        raise SystemExit("bench_gallery: --reuse takes one size and one spectrum")
     rows = []
-    for spectrum, n in [(a, n) for a in args.spectrum for n in args.sizes]:
-        work = Path(tempfile.mkdtemp(prefix=f"bench-{n}-", dir=args.workdir))
+    for spectrum, n in runs:
+        work = Path(args.reuse or tempfile.mkdtemp(prefix=f"bench-{n}-", dir=args.workdir))
+        progress(f"{n} faces, spectrum {spectrum}: generating")
         vectors, centres = synthetic(n, spectrum=spectrum)
-        rng = np.random.default_rng(1)
-        who = rng.choice(n, size=args.queries, replace=n < args.queries)
-        genuine = unit(centres[who] + NOISE / np.sqrt(DIM) * rng.standard_normal((len(who), DIM)))
-        scale = (np.arange(1, DIM + 1) ** (-spectrum / 2)).astype(np.float32)
-        impostor = unit(rng.standard_normal((args.queries, DIM)) * scale)
-        t0 = time.perf_counter()
-        bulk_gallery(work / "g.db", vectors, model)
-        insert_s = time.perf_counter() - t0
-        result = {"size": n, "spectrum": spectrum, "insert_s": round(insert_s, 1)}
+        genuine, impostor, who = probes(centres, spectrum, args.queries)
+        result: dict = {"size": n, "spectrum": spectrum}
+        if args.reuse:
+            result["reused"] = str(work)
+        else:
+            progress("writing the gallery file")
+            t0 = time.perf_counter()
+            bulk_gallery(work / "g.db", vectors, model)
+            result["insert_s"] = round(time.perf_counter() - t0, 1)
         sample = vectors[: min(n, 2000)]
         impostor_scores = (sample @ sample.T)[np.triu_indices(len(sample), 1)]
         result["impostor_score_std"] = round(float(impostor_scores.std()), 3)
-        del vectors, sample
-        with GalleryStore(work / "g.db") as store:
-            exact = ModelIndex(store, model, kind="exact")
-            t0 = time.perf_counter()
-            exact.sync()
-            result["exact_load_s"] = round(time.perf_counter() - t0, 2)
-            g_ms, g_exact = time_queries(exact, genuine)
-            i_ms, i_exact = time_queries(exact, impostor)
-            result["exact_ms_p50"] = round(pct(g_ms + i_ms, 50), 3)
-            result["exact_ms_p95"] = round(pct(g_ms + i_ms, 95), 3)
-            result["exact_genuine_rank1"] = round(float(np.mean(np.array(g_exact) == who + 1)), 4)
-            del exact
-
-            approx = ModelIndex(store, model, kind="approx", hnsw=params, threads=args.threads)
-            t0 = time.perf_counter()
-            approx.sync()
-            result["approx_build_s"] = round(time.perf_counter() - t0, 1)
-            approx.save(force=True)
-            result["approx_file_mb"] = round(approx.path.stat().st_size / 2**20, 1)
-            del approx
-            approx = ModelIndex(store, model, kind="approx", hnsw=params)
-            t0 = time.perf_counter()
-            approx.sync()
-            result["approx_load_s"] = round(time.perf_counter() - t0, 2)
-            result["approx"] = []
-            for ef in args.ef:
-                approx.face_index.expansion_search = ef
-                g_ms, g_approx = time_queries(approx, genuine)
-                i_ms, i_approx = time_queries(approx, impostor)
-                result["approx"].append(
-                    {
-                        "ef": ef,
-                        "ms_p50": round(pct(g_ms + i_ms, 50), 3),
-                        "ms_p95": round(pct(g_ms + i_ms, 95), 3),
-                        "recall1_genuine": round(float(np.mean(np.array(g_approx) == g_exact)), 4),
-                        "recall1_impostor": round(float(np.mean(np.array(i_approx) == i_exact)), 4),
-                    }
-                )
-            del approx
+        del vectors, centres, sample
+        with GalleryStore(work / "g.db", create=False) as store:
+            if store.count_faces(model) != n:
+                raise SystemExit(f"bench_gallery: {work / 'g.db'} does not hold {n} faces")
+            g_exact, i_exact = bench_exact(store, model, genuine, impostor, who, result)
+            bench_faiss(store, model, params, args, (genuine, g_exact), (impostor, i_exact), result)
             if postgres is not None:
+                progress("copying into PostgreSQL, then building pgvector's HNSW index")
+                progress(f"so far: {json.dumps(result)}")
                 result["pgvector"] = bench_pgvector(
-                    store, postgres.database(), model, params, args.ef, (genuine, g_exact),
+                    store, postgres.database(), model, params, args, (genuine, g_exact),
                     (impostor, i_exact), result,
                 )  # fmt: skip
         rows.append(result)
         print(json.dumps(result), flush=True)
-        if not args.keep:
+        if not (args.keep or args.reuse):
             for f in work.iterdir():
                 f.unlink()
             work.rmdir()
@@ -233,19 +234,113 @@ def bench_search(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def probes(
+    centres: np.ndarray, spectrum: float, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` genuine probes (new noisy views of enrolled identities), ``count`` impostor
+    probes (random, spread like the identities), and the enrolled index of each genuine."""
+    n = len(centres)
+    rng = np.random.default_rng(1)
+    who = rng.choice(n, size=count, replace=n < count)
+    genuine = unit(centres[who] + NOISE / np.sqrt(DIM) * rng.standard_normal((len(who), DIM)))
+    scale = (np.arange(1, DIM + 1) ** (-spectrum / 2)).astype(np.float32)
+    impostor = unit(rng.standard_normal((count, DIM)) * scale)
+    return genuine, impostor, who
+
+
+def bench_exact(
+    store, model, genuine: np.ndarray, impostor: np.ndarray, who: np.ndarray, result: dict
+) -> tuple[list[int], list[int]]:
+    """Exact search of every probe: its latency, and the answers approximate ones must give."""
+    from mobileface.gallery import ModelIndex
+
+    progress(f"exact search of {len(genuine) + len(impostor)} probes")
+    exact = ModelIndex(store, model, kind="exact")
+    t0 = time.perf_counter()
+    exact.sync()
+    result["exact_load_s"] = round(time.perf_counter() - t0, 2)
+    cpu: list[float] = []
+    g_ms, g_exact = time_queries(exact, genuine, cpu=cpu)
+    i_ms, i_exact = time_queries(exact, impostor, cpu=cpu)
+    result["exact_ms_p50"] = round(pct(g_ms + i_ms, 50), 3)
+    result["exact_ms_p95"] = round(pct(g_ms + i_ms, 95), 3)
+    result["exact_cpu_ms_p50"] = round(pct(cpu, 50), 3)
+    result["exact_genuine_rank1"] = round(float(np.mean(np.array(g_exact) == who + 1)), 4)
+    return g_exact, i_exact
+
+
+def bench_faiss(
+    store, model, params, args: argparse.Namespace, genuine: tuple, impostor: tuple, result: dict
+) -> None:
+    """FAISS's HNSW graph: built (or, with --reuse, loaded from the file a kept run saved),
+    then searched at each width in ``args.ef``."""
+    from mobileface.gallery import ModelIndex
+
+    if not args.reuse:
+        progress(f"building the FAISS HNSW graph (M {params.connectivity}, "
+                 f"efConstruction {params.expansion_add})")  # fmt: skip
+        approx = ModelIndex(store, model, kind="approx", hnsw=params, threads=args.threads)
+        t0 = time.perf_counter()
+        approx.sync()
+        result["approx_build_s"] = round(time.perf_counter() - t0, 1)
+        progress(f"built in {result['approx_build_s']} s")
+        approx.save(force=True)
+        result["approx_file_mb"] = round(approx.path.stat().st_size / 2**20, 1)
+        del approx
+    approx = ModelIndex(store, model, kind="approx", hnsw=params)
+    t0 = time.perf_counter()
+    approx.sync()
+    result["approx_load_s"] = round(time.perf_counter() - t0, 2)
+    result["approx"] = []
+    for ef in args.ef:
+        approx.face_index.expansion_search = ef
+        faiss_distances()
+        cpu: list[float] = []
+        g_ms, g_top = time_queries(approx, genuine[0], cpu=cpu)
+        i_ms, i_top = time_queries(approx, impostor[0], cpu=cpu)
+        result["approx"].append(
+            {
+                "ef": ef,
+                "ms_p50": round(pct(g_ms + i_ms, 50), 3),
+                "ms_p95": round(pct(g_ms + i_ms, 95), 3),
+                "cpu_ms_p50": round(pct(cpu, 50), 3),
+                "cpu_ms_p95": round(pct(cpu, 95), 3),
+                "recall1_genuine": round(float(np.mean(np.array(g_top) == genuine[1])), 4),
+                "recall1_impostor": round(float(np.mean(np.array(i_top) == impostor[1])), 4),
+                "distances_per_query": round(faiss_distances() / (len(g_ms) + len(i_ms))),
+                "load": round(os.getloadavg()[0], 1),
+            }
+        )
+        progress(f"FAISS {json.dumps(result['approx'][-1])}")
+
+
 def bench_pgvector(
-    source, url: str, model, params, efs: list[int], genuine: tuple, impostor: tuple, result: dict
-) -> list[dict]:
-    """The same gallery copied into PostgreSQL, searched with pgvector's HNSW index."""
-    from mobileface.gallery import copy_gallery
+    source, url: str, model, params, args: argparse.Namespace, genuine: tuple, impostor: tuple,
+    result: dict,
+) -> list[dict]:  # fmt: skip
+    """The same gallery copied into PostgreSQL, searched with pgvector's HNSW index. A build
+    that passes ``--pg-build-limit`` is cancelled; how far it got is recorded instead."""
+    from mobileface.gallery import DatabaseUnavailableError, copy_gallery
     from mobileface.gallery.postgres import DatabaseIndex, PostgresStore
 
     out = []
-    with PostgresStore(url, hnsw=params) as pg:
+    limit = args.pg_build_limit
+    with PostgresStore(url, hnsw=params) as pg, BuildWatch(url, limit=limit) as watch:
         t0 = time.perf_counter()
-        copy_gallery(source, pg)  # bulk copy, then one HNSW build (m, ef_construction)
-        result["pg_copy_and_build_s"] = round(time.perf_counter() - t0, 1)
-        for ef in efs:
+        try:
+            copy_gallery(source, pg)  # bulk copy, then one HNSW build (m, ef_construction)
+        except DatabaseUnavailableError:
+            if watch.cancelled is None:
+                raise
+            result["pg_index_build_unfinished"] = watch.cancelled
+            progress(f"pgvector build cancelled at the limit: {json.dumps(watch.cancelled)}")
+            return out
+        done = time.perf_counter()
+        result["pg_copy_and_build_s"] = round(done - t0, 1)
+        if watch.started is not None:
+            result["pg_index_build_s"] = round(done - watch.started, 1)
+        progress(f"copied and built in {result['pg_copy_and_build_s']} s")
+        for ef in args.pg_ef:
             index = DatabaseIndex(pg, model, kind="approx", ef_search=ef)
             g_ms, g_top = time_queries(index, genuine[0])
             i_ms, i_top = time_queries(index, impostor[0])
@@ -256,9 +351,60 @@ def bench_pgvector(
                     "ms_p95": round(pct(g_ms + i_ms, 95), 3),
                     "recall1_genuine": round(float(np.mean(np.array(g_top) == genuine[1])), 4),
                     "recall1_impostor": round(float(np.mean(np.array(i_top) == impostor[1])), 4),
+                    "load": round(os.getloadavg()[0], 1),
                 }
             )
+            progress(f"pgvector {json.dumps(out[-1])}")
     return out
+
+
+class BuildWatch:
+    """Reports the progress of CREATE INDEX on the server every ``every`` seconds (from
+    ``pg_stat_progress_create_index``) and when the build began; cancels it once it has run
+    ``limit`` seconds, keeping how far it got in :attr:`cancelled`."""
+
+    def __init__(self, url: str, every: float = 30.0, limit: float | None = None) -> None:
+        self.url, self.every, self.limit = url, every, limit
+        self.started: float | None = None
+        self.cancelled: dict | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BuildWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            last = 0.0
+            while not self._stop.wait(1.0):
+                row = conn.execute(
+                    "SELECT pid, phase, tuples_done, blocks_done, blocks_total "
+                    "FROM pg_stat_progress_create_index"
+                ).fetchone()
+                if row is None:
+                    continue
+                now = time.perf_counter()
+                self.started = self.started or now
+                pid, phase, tuples, blocks, blocks_total = row
+                state = {
+                    "seconds": round(now - self.started),
+                    "phase": phase,
+                    "tuples_done": tuples,
+                    "table_scanned": round(blocks / blocks_total, 4) if blocks_total else None,
+                }
+                if now - last >= self.every:
+                    last = now
+                    progress(f"pgvector index build: {json.dumps(state)}")
+                if self.limit and now - self.started > self.limit and self.cancelled is None:
+                    self.cancelled = state
+                    conn.execute("SELECT pg_cancel_backend(%s)", (pid,))
 
 
 def export_model(path: Path) -> Path:
@@ -540,6 +686,26 @@ def main() -> int:
     search.add_argument(
         "--ef", type=int, nargs="+", default=[64, 256, 512], help="search widths to measure"
     )
+    search.add_argument(
+        "--pg-ef",
+        type=int,
+        nargs="+",
+        default=None,
+        help="pgvector's search widths (at most 1000; default: those of --ef up to 1000)",
+    )
+    search.add_argument(
+        "--pg-memory",
+        default="3GB",
+        help="maintenance_work_mem of the throwaway cluster (the HNSW build needs its graph "
+        "in memory: about 1.5 GB for 1M faces)",
+    )
+    search.add_argument(
+        "--pg-build-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="cancel a pgvector index build that runs longer, recording how far it got",
+    )
     search.add_argument("--threads", type=int, default=0, help="index build threads (all)")
     search.add_argument(
         "--pg",
@@ -548,6 +714,13 @@ def main() -> int:
         "throwaway cluster; URL: an empty database of yours)",
     )
     search.add_argument("--keep", action="store_true", help="keep the gallery files")
+    search.add_argument(
+        "--reuse",
+        metavar="DIR",
+        help="search the gallery and FAISS graph a --keep run left in DIR (one size and "
+        "spectrum, as in that run) instead of writing and building them: to time searches "
+        "again, e.g. when the machine is quieter",
+    )
     http = sub.add_parser("http", help="/v1/identify requests per second")
     http.add_argument("--model", help=".onnx model (default: export a random-init one)")
     http.add_argument("--gallery", type=int, default=10_000, help="synthetic persons")
@@ -570,6 +743,8 @@ def main() -> int:
         p.add_argument("--workdir", default=None, help="where the temporary galleries go")
         p.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
+    if args.part == "search" and args.pg_ef is None:
+        args.pg_ef = sorted({min(ef, 1000) for ef in args.ef})
     machine = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),

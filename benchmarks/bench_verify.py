@@ -12,7 +12,9 @@ Pipelines, one thread, interleaved round by round so a busy machine slows all of
 * ``after fp32`` / ``after int8``: as ``verify`` runs now: YuNet on shrunk copies
   (``DETECT_SIDES``), small faces measured again at full size, both crops in one network call,
   area-averaging around the face only; ``after int8 1-by-1`` embeds the crops one at a time;
-* ``after auto`` is ``verify``'s default: the precision ``choose_precision`` picks here.
+* ``after auto`` is ``verify``'s default: the precision ``choose_precision`` picks here;
+* ``onet auto``: the same with ONet's second landmark pass (``verify --landmarks onet``;
+  issue 18.1); ``after`` and ``before`` align on YuNet's own points.
 
 Photos: two 250x250 LFW photos of one person; each placed at its size on a 1280x720 grey
 canvas; each scaled to 720x720 on a 1280x720 canvas (a face 2.9x larger), all as JPEG files
@@ -21,7 +23,8 @@ comparison only) embedding one crop, batch 1, in the same rounds. The goal is a 
 in at most 8 ms and at most 2.2x one peer embedding.
 
 ``--lfw``: LFW View 2 accuracy (10 folds) through verify's own steps (one detector view, the
-largest face, no flip; so not the model card's protocol), before and after, fp32 and int8.
+face the policy picks, no flip; so not the model card's protocol), before and after, and with
+ONet's pass, fp32 and int8.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def build_pipelines() -> tuple[dict, dict]:
     """The verifiers to compare, and what ``choose_precision`` picked."""
     from mobileface import weights
     from mobileface.align import YuNetDetector, align_face
-    from mobileface.align.yunet import DETECT_SIDES
+    from mobileface.align.yunet import DETECT_SIDES, VERIFY_YUNET
     from mobileface.runtime import FaceVerifier, OnnxEmbedder
     from mobileface.runtime.precision import choose_precision
 
@@ -85,18 +88,26 @@ def build_pipelines() -> tuple[dict, dict]:
     def emb(precision: str) -> OnnxEmbedder:  # a session of its own, as in one CLI process
         return OnnxEmbedder(weights.resolve_weights(files[precision]), threads=1)
 
-    def fast() -> YuNetDetector:
-        return YuNetDetector(detect_sides=DETECT_SIDES)
+    def fast(landmarks: str = VERIFY_YUNET["landmarks"]) -> YuNetDetector:  # as verify builds it
+        return YuNetDetector(detect_sides=DETECT_SIDES, **{**VERIFY_YUNET, "landmarks": landmarks})
+
+    def old(precision: str) -> FaceVerifier:
+        return Before(
+            emb(precision), YuNetDetector(landmarks="yunet"), policy="largest", batch=False
+        )
 
     choice = choose_precision()
     pipelines = {
-        "before fp32": Before(emb("fp32"), YuNetDetector(), batch=False),
-        "before int8": Before(emb("int8"), YuNetDetector(), batch=False),
+        "before fp32": old("fp32"),
+        "before int8": old("int8"),
         "after fp32": FaceVerifier(emb("fp32"), fast()),
         "after int8": FaceVerifier(emb("int8"), fast()),
         "after int8 1-by-1": FaceVerifier(emb("int8"), fast(), batch=False),
+        "onet fp32": FaceVerifier(emb("fp32"), fast("onet")),
+        "onet int8": FaceVerifier(emb("int8"), fast("onet")),
     }
     pipelines["after auto"] = pipelines[f"after {choice.precision}"]
+    pipelines["onet auto"] = pipelines[f"onet {choice.precision}"]
     return pipelines, choice.to_dict()
 
 
@@ -114,7 +125,7 @@ def measure(pipelines: dict, photos: dict, rounds: int, runs: int) -> dict:
 
     peer = OnnxEmbedder(PEER, threads=1) if PEER.is_file() else None
     crop = peer_crop()
-    distinct = {k: v for k, v in pipelines.items() if k != "after auto"}
+    distinct = {k: v for k, v in pipelines.items() if not k.endswith(" auto")}
     per: dict = {}
     for r in range(rounds):
         for label, (a, b) in photos.items():
@@ -139,13 +150,14 @@ def measure(pipelines: dict, photos: dict, rounds: int, runs: int) -> dict:
     for (label, name, step), values in per.items():
         out.setdefault(label, {}).setdefault(name, {})[step] = float(np.median(values))
     for label in photos:
-        out[label]["after auto"] = out[label][_auto_name(pipelines)]
+        for auto in ("after auto", "onet auto"):
+            out[label][auto] = out[label][_auto_name(pipelines, auto)]
     return out
 
 
-def _auto_name(pipelines: dict) -> str:
-    auto = pipelines["after auto"]
-    return next(k for k, v in pipelines.items() if v is auto and k != "after auto")
+def _auto_name(pipelines: dict, auto: str = "after auto") -> str:
+    chosen = pipelines[auto]
+    return next(k for k, v in pipelines.items() if v is chosen and not k.endswith(" auto"))
 
 
 def lfw_accuracy(pipelines: dict) -> dict:
@@ -164,7 +176,7 @@ def lfw_accuracy(pipelines: dict) -> dict:
     a = np.array([index[p.image_a] for p in listed])
     b = np.array([index[p.image_b] for p in listed])
     out: dict = {"pairs": len(listed), "images": len(unique)}
-    for stage in ("before", "after"):
+    for stage in ("before", "after", "onet"):
         verifier = pipelines[f"{stage} fp32"]
         crops, missed = [], 0
         for path in unique:
@@ -208,9 +220,13 @@ def main() -> int:
     if args.lfw:
         report["lfw"] = lfw = lfw_accuracy(pipelines)
         print(f"\n== LFW View 2 through verify's steps ({lfw['pairs']} pairs, 10 folds) ==")
-        for name in ("before fp32", "before int8", "after fp32", "after int8"):
-            r = lfw[name]
-            print(f"{name:12s} {r['accuracy']:.2f} +- {r['std']:.2f} % (no face: {r['no_face']})")
+        for stage in ("before", "after", "onet"):
+            for precision in ("fp32", "int8"):
+                r = lfw[f"{stage} {precision}"]
+                print(
+                    f"{stage + ' ' + precision:18s} {r['accuracy']:.2f} +- {r['std']:.2f} % "
+                    f"(no face: {r['no_face']})"
+                )
     if args.rounds > 0:
         _timings(args, pipelines, report)
     if args.json:
@@ -233,6 +249,8 @@ def _timings(args: argparse.Namespace, pipelines: dict, report: dict) -> None:
             print(f"{name:20s} {values} {ratio}")
         before, after = report[label]["before fp32"]["total"], report[label]["after auto"]["total"]
         print(f"after auto vs before fp32: {before / after:.2f}x faster")
+        onet = report[label]["onet auto"]["total"]
+        print(f"with ONet's landmark pass: {onet - after:+.2f} ms per pair ({onet / after:.2f}x)")
     if peer:
         total = report["250x250"]["after auto"]["total"]
         met = total <= 8.0 and total / peer <= 2.2

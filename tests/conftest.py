@@ -49,6 +49,15 @@ def tiny_folder(data_dir: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def lfw_images(data_dir: Path) -> Path:
+    """LFW's 250x250 photos (``lfw/images/<person>/<person>_NNNN.jpg``)."""
+    path = data_dir / "lfw" / "images"
+    if not path.is_dir():
+        pytest.skip(f"{path} missing")
+    return path
+
+
+@pytest.fixture(scope="session")
 def lfw_view2(data_dir: Path) -> Path:
     """The full LFW View 2 list (``lfw/pairs.txt``: 6,000 pairs in 10 folds).
 

@@ -119,11 +119,11 @@ def test_sizes_loose_crop_and_jpeg_output(photo_tree: Path, tmp_path: Path) -> N
 def test_settings_record_the_landmark_averaging(photo_tree: Path, tmp_path: Path) -> None:
     align_directory(photo_tree, tmp_path / "p", progress=False)
     settings = json.loads((tmp_path / "p" / "align_settings.json").read_text())
-    assert settings["detector_options"] == {"extra_scales": [0.8, 1.25], "flip_average": True}
+    assert settings["detector_options"] == {"landmarks": "onet"}
     assert settings["template"][0] == [38.2946, 51.6963]
     fast = align_directory(photo_tree, tmp_path / "f", precise=False, progress=False)
     settings = json.loads((tmp_path / "f" / "align_settings.json").read_text())
-    assert settings["detector_options"] == {} and fast.aligned >= 4
+    assert settings["detector_options"] == {"landmarks": "yunet"} and fast.aligned >= 4
     with pytest.raises(DataFormatError, match="detector_options"):
         align_directory(photo_tree, tmp_path / "f", progress=False)
 

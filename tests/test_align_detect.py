@@ -40,14 +40,6 @@ def yunet(yunet_file: Path) -> YuNetDetector:
     return YuNetDetector(yunet_file)
 
 
-@pytest.fixture(scope="module")
-def lfw_images(data_dir: Path) -> Path:
-    path = data_dir / "lfw" / "images"
-    if not path.is_dir():
-        pytest.skip(f"{path} missing")
-    return path
-
-
 def _upright_landmarks_ok(landmarks: np.ndarray) -> bool:
     le, re, nose, lm, rm = landmarks
     return le[0] < re[0] and lm[0] < rm[0] and max(le[1], re[1]) < nose[1] < min(lm[1], rm[1])
@@ -73,7 +65,8 @@ def test_yunet_landmarks_follow_the_template_convention(yunet_file: Path, data_d
     crops = sorted((data_dir / "celeba-test-112").glob("*/*.jpg"))[::97][:60]
     if len(crops) < 20:
         pytest.skip("celeba-test-112 missing")
-    calibrated, raw = YuNetDetector(yunet_file, landmarks="mtcnn"), YuNetDetector(yunet_file)
+    calibrated = YuNetDetector(yunet_file, landmarks="mtcnn")
+    raw = YuNetDetector(yunet_file, landmarks="yunet")
     dev_cal, dev_raw = [], []
     for path in crops:
         image = load_image(path)
@@ -247,7 +240,8 @@ def test_aligned_crop_of_a_real_photo_matches_a_reference_crop(yunet, lfw_images
     # the detected points land near the template after alignment
     matrix = estimate_similarity(face.landmarks, ARCFACE_TEMPLATE_112)
     landed = face.landmarks @ matrix[:, :2].T + matrix[:, 2]
-    assert np.abs(landed - ARCFACE_TEMPLATE_112).max() < 4
+    # within a few pixels (ONet's nose tip sits about 3 px below the template's on average)
+    assert np.abs(landed - ARCFACE_TEMPLATE_112).max() < 6
 
 
 @pytest.fixture(scope="module")

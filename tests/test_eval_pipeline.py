@@ -229,7 +229,7 @@ def test_cache_key_follows_what_changes_the_embedding() -> None:
     assert photos.key() == EmbedOptions(aligned=False, flip=True, landmarks=True).key()
     assert photos.key() != EmbedOptions(aligned=False, flip=True, policy="central").key()
     assert photos.key() != EmbedOptions(aligned=False, flip=True, precise=False).key()
-    assert photos.key()["detector_options"]["flip_average"] is True
+    assert photos.key()["detector_options"]["landmarks"] == "onet"
     crops = EmbedOptions(aligned=True, flip=True)
     assert crops.key() == EmbedOptions(aligned=True, flip=True, policy="central").key()
     assert crops.key() != EmbedOptions(aligned=True, flip=True, landmarks=True).key()

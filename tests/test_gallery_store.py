@@ -18,6 +18,7 @@ from mobileface.gallery import (
     ExactIndex,
     GalleryStore,
     HNSWIndex,
+    HNSWParams,
     ModelIndex,
     ModelKey,
     NewFace,
@@ -272,6 +273,29 @@ def test_hnsw_index_finds_the_true_neighbour_of_genuine_queries():
     assert np.mean(keys[:, 0] == np.arange(1500, 1600)) >= 0.95
     with pytest.raises(KeyError):
         index.vectors(np.array([7]))
+
+
+def test_the_default_search_width_finds_the_exact_nearest_face_of_hard_queries(tmp_path):
+    """Random queries, close to nobody (the hardest case for a graph index), on a real FAISS
+    graph: a narrow search misses the exact nearest face of many; the default width finds
+    it, and the width is set per gallery through HNSWParams."""
+    rng = np.random.default_rng(4)
+    vecs = unit(rng.standard_normal((5000, DIM)))
+    queries = unit(rng.standard_normal((300, DIM)))
+    truth = np.argmax(queries @ vecs.T, axis=1)
+    index = HNSWIndex(DIM, threads=1)
+    index.add(np.arange(5000), vecs)
+    assert index.expansion_search == HNSWParams().expansion_search
+    found = index.search(queries, 1)[0][:, 0]
+    assert np.mean(found == truth) >= 0.99
+    index.expansion_search = 4
+    assert np.mean(index.search(queries, 1)[0][:, 0] == truth) < 0.9
+    with GalleryStore(tmp_path / "g.db") as store:
+        fill(store, vecs[:100, None])
+        narrow = HNSWParams(expansion_search=24)
+        index = ModelIndex(store, MODEL, kind="approx", hnsw=narrow, persist=False)
+        index.sync()
+        assert index.face_index.expansion_search == 24
 
 
 @pytest.mark.parametrize("kind", ["exact", "approx"])

@@ -103,6 +103,24 @@ def load_image(
         return _to_rgb(img, label)
 
 
+def rgb_array(image: np.ndarray, label: str = "image") -> np.ndarray:
+    """An already decoded ``image`` as ``H x W x 3`` uint8 RGB: an ``H x W`` or ``H x W x 1``
+    gray array is repeated into three channels; an RGB one is returned as is.
+
+    Raises :class:`ImageError` naming ``label`` for any other shape or dtype.
+    """
+    array = np.asarray(image)
+    if array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3:
+        return array
+    if array.dtype == np.uint8 and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1)):
+        gray = array.reshape(array.shape[:2])
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    raise ImageError(
+        f"{label}: expected an H x W x 3 uint8 RGB array (or an H x W gray one), got "
+        f"{array.dtype} {array.shape}"
+    )
+
+
 def _decode_plain_jpeg(img, data: bytes) -> np.ndarray | None:  # img: PIL.Image.Image
     """The common case, decoded by OpenCV's libjpeg-turbo: a complete RGB JPEG without EXIF
     rotation (about 3x faster than Pillow's decode and conversion). ``None``: anything else,

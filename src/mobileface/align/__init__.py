@@ -12,9 +12,16 @@ Everything here is NumPy and OpenCV (dlib for the second backend); nothing impor
 Sizes are ``(height, width)``.
 """
 
-from .detect import DETECTORS, PRECISE_YUNET, align_image, available_detectors, create_detector
+from .detect import (
+    DETECTORS,
+    FAST_YUNET,
+    PRECISE_YUNET,
+    align_image,
+    available_detectors,
+    create_detector,
+)
 from .dlib_backend import DlibDetector
-from .face import POLICIES, Detector, Face, select_face
+from .face import DEFAULT_POLICY, POLICIES, Detector, Face, select_face
 from .template import (
     ARCFACE_TEMPLATE_112,
     CENTERED_FACE_POINTS,
@@ -32,6 +39,7 @@ __all__ = [
     "ARCFACE_TEMPLATE_112",
     "ARCFACE_TEMPLATE_112x96",
     "CENTERED_FACE_POINTS",
+    "DEFAULT_POLICY",
     "DETECTORS",
     "DETECT_SIDES",
     "POLICIES",
@@ -39,6 +47,7 @@ __all__ = [
     "YUNET_FILE",
     "Detector",
     "DlibDetector",
+    "FAST_YUNET",
     "Face",
     "YuNetDetector",
     "align_face",

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import DataFormatError, ImageError, NoFaceError
 from ..image import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, load_image, save_image
-from .face import POLICIES, select_face
+from .face import DEFAULT_POLICY, POLICIES, select_face
 from .template import align_face, center_crop, loose_crop, template_for
 
 MANIFEST_NAME = "align_manifest.jsonl"
@@ -48,7 +48,7 @@ class AlignOptions:
     detector: str = "yunet"
     detector_kwargs: dict = field(default_factory=dict)
     size: tuple[int, int] = (112, 112)
-    policy: str = "largest"
+    policy: str = DEFAULT_POLICY
     loose: bool = False
     fallback: str = "none"
     output_format: str = "png"
@@ -129,7 +129,7 @@ def align_directory(
     detector: str = "yunet",
     detector_kwargs: dict | None = None,
     size: tuple[int, int] | None = None,
-    policy: str = "largest",
+    policy: str = DEFAULT_POLICY,
     loose: bool = False,
     fallback: str = "none",
     workers: int = 1,
@@ -140,9 +140,9 @@ def align_directory(
 ) -> AlignReport:
     """Align every image under ``src`` into ``dst``; see the module docstring.
 
-    With ``precise`` (default) YuNet's landmarks are averaged over 6 views
-    (:data:`~mobileface.align.detect.PRECISE_YUNET`; ``detector_kwargs`` override them);
-    offline alignment can afford the time, and accuracy depends on it.
+    YuNet runs with :data:`~mobileface.align.detect.PRECISE_YUNET` (``precise``, default)
+    or :data:`~mobileface.align.detect.FAST_YUNET`; ``detector_kwargs`` override them (see
+    :func:`resolve_detector_kwargs`).
 
     ``size`` defaults to 112x112 (113x113 with ``loose``). ``fallback="center"`` writes
     :func:`~mobileface.align.template.center_crop` for images where no face is found (right for
@@ -161,11 +161,9 @@ def align_directory(
     if size is None:
         size = LOOSE_SIZE if loose else (112, 112)
     template_for(size)  # validates the size
-    from .detect import PRECISE_YUNET, create_detector
+    from .detect import create_detector
 
-    kwargs = dict(detector_kwargs or {})
-    if precise and detector == "yunet":
-        kwargs = {**PRECISE_YUNET, **kwargs}
+    kwargs = resolve_detector_kwargs(detector, detector_kwargs, precise=precise)
     options = AlignOptions(
         detector=detector,
         detector_kwargs=kwargs,
@@ -259,6 +257,21 @@ def align_directory(
             report.seconds = time.perf_counter() - start
     report.problems.sort(key=lambda r: r.path)
     return report
+
+
+def resolve_detector_kwargs(
+    detector: str, detector_kwargs: dict | None = None, *, precise: bool = True
+) -> dict:
+    """The detector's keyword arguments ``align_directory`` uses: for YuNet,
+    :data:`~mobileface.align.detect.PRECISE_YUNET` (``precise``) or ``FAST_YUNET``, with
+    ``detector_kwargs`` over them. Both name the landmark pass, so ``align_settings.json``
+    tells crops of one landmark pass from another's."""
+    kwargs = dict(detector_kwargs or {})
+    if detector != "yunet":
+        return kwargs
+    from .detect import FAST_YUNET, PRECISE_YUNET
+
+    return {**(PRECISE_YUNET if precise else FAST_YUNET), **kwargs}
 
 
 def align_file(

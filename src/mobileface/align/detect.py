@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import NoFaceError
-from .face import Detector, Face, select_face
+from .face import DEFAULT_POLICY, Detector, Face, select_face
 from .template import align_face
 
 
@@ -26,11 +26,16 @@ def _dlib(**kwargs) -> Detector:
 DETECTORS: dict[str, Callable[..., Detector]] = {"yunet": _yunet, "dlib": _dlib}
 """Detector factories by name; ``yunet`` is the default."""
 
-PRECISE_YUNET: dict = {"flip_average": True, "extra_scales": (0.8, 1.25)}
-"""YuNet options for offline alignment (``mobileface align`` uses them unless ``--fast``):
-landmarks averaged over 6 views (the image and its mirror at scales 1, 0.8 and 1.25). About
-6x the detection time; on LFW with the peer MobileFaceNet, View 1 accuracy 98.7% instead of
-98.3% and View 2 99.0% instead of 98.7%."""
+PRECISE_YUNET: dict = {"landmarks": "onet"}
+"""YuNet options for offline alignment (``mobileface align`` and ``eval`` use them unless
+``--fast``): one YuNet view finds the faces, then MTCNN's ONet measures the 5 points on each
+box (:mod:`.onet`). With the ``prominent`` policy, LFW View 2 with the peer MobileFaceNet
+scores 99.32 % against 98.87 % with the previous setting (YuNet's points averaged over 6
+views, ``flip_average`` and ``extra_scales=(0.8, 1.25)``, and the ``largest`` face), at about
+a third of the CPU time per photo (``benchmarks/bench_align.py --lfw``). In development (LFW
+View 1) averaging YuNet over 6 views before ONet's pass added nothing."""
+FAST_YUNET: dict = {"landmarks": "yunet"}
+"""``mobileface align --fast``: YuNet's own points from one view, without ONet's pass."""
 
 
 def available_detectors() -> list[str]:
@@ -52,7 +57,7 @@ def align_image(
     image_rgb: np.ndarray,
     detector: Detector,
     size: tuple[int, int] = (112, 112),
-    policy: str = "largest",
+    policy: str = DEFAULT_POLICY,
 ) -> tuple[np.ndarray, Face]:
     """Detect faces, keep one by ``policy``, and return its aligned crop with the face.
 

@@ -9,9 +9,14 @@ import numpy as np
 
 from ..errors import NoFaceError
 
-POLICIES = ("largest", "central", "score")
-"""Ways to pick one face from several: biggest box, box centre nearest the image centre, or
-highest detector score."""
+POLICIES = ("prominent", "largest", "central", "score")
+"""Ways to pick one face from several: the most prominent (size, position and score together;
+the default), biggest box, box centre nearest the image centre, or highest detector score."""
+DEFAULT_POLICY = "prominent"
+PROMINENCE_SPREAD = 0.6
+"""``prominent`` weighs a face by ``exp(-d^2 / (2 * 0.6^2))``, ``d`` its centre's distance from
+the image centre in half-widths and half-heights (1 at an edge's midpoint): a face halfway to
+the side needs a 1.4x larger box to beat a centred one, a face at the side 4x."""
 
 
 @dataclass(frozen=True)
@@ -20,11 +25,15 @@ class Face:
 
     ``box`` is ``(x1, y1, x2, y2)``; ``landmarks`` is 5x2 ``(x, y)`` in the order left eye,
     right eye, nose tip, left mouth corner, right mouth corner, "left" meaning image-left.
+    ``found_by`` says which detection pass found it: ``"photo"`` (the photo as given) or
+    ``"low_light"`` (a contrast-restored copy, tried only when the first pass found no face;
+    see :mod:`mobileface.align.lighting`).
     """
 
     box: np.ndarray
     score: float
     landmarks: np.ndarray
+    found_by: str = "photo"
 
     def __post_init__(self) -> None:
         box = np.asarray(self.box, dtype=np.float32).reshape(4)
@@ -45,13 +54,14 @@ class Face:
 
     def scaled(self, factor: float) -> Face:
         """This face in an image resized by ``factor``."""
-        return Face(self.box * factor, self.score, self.landmarks * factor)
+        return Face(self.box * factor, self.score, self.landmarks * factor, self.found_by)
 
     def to_dict(self) -> dict:
         return {
             "box": [round(float(v), 2) for v in self.box],
             "score": round(self.score, 4),
             "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
+            "found_by": self.found_by,
         }
 
 
@@ -66,10 +76,11 @@ class Detector(Protocol):
 
 def select_face(
     faces: list[Face],
-    policy: str = "largest",
+    policy: str = DEFAULT_POLICY,
     image_shape: tuple[int, ...] | None = None,
 ) -> Face:
-    """Pick one face by ``policy`` (see :data:`POLICIES`); ``central`` needs ``image_shape``.
+    """Pick one face by ``policy`` (see :data:`POLICIES`); ``prominent`` and ``central`` need
+    ``image_shape``.
 
     Raises :class:`~mobileface.errors.NoFaceError` when ``faces`` is empty.
     """
@@ -82,6 +93,25 @@ def select_face(
     if policy == "score":
         return max(faces, key=lambda f: f.score)
     if image_shape is None:
-        raise ValueError("policy 'central' needs the image shape")
+        raise ValueError(f"policy {policy!r} needs the image shape")
+    if policy == "prominent":
+        return max(faces, key=lambda f: (prominence(f, image_shape), f.score))
     center = np.array([image_shape[1] / 2.0, image_shape[0] / 2.0])
     return min(faces, key=lambda f: (float(((f.center - center) ** 2).sum()), -f.score))
+
+
+def prominence(face: Face, image_shape: tuple[int, ...]) -> float:
+    """How much ``face`` looks like a photo's subject: the side of its box's part inside the
+    image (a face cut by the frame counts less), times its detector score, times a Gaussian
+    of its distance from the image centre (:data:`PROMINENCE_SPREAD`).
+
+    On LFW it picks the centred subject where ``largest`` picks a bystander cut by the frame;
+    in a group shot it picks the central one of similar faces, and a face much larger than the
+    others wherever it is.
+    """
+    h, w = float(image_shape[0]), float(image_shape[1])
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    inside = max(0.0, min(x2, w) - max(x1, 0.0)) * max(0.0, min(y2, h) - max(y1, 0.0))
+    dx, dy = (face.center - (w / 2.0, h / 2.0)) / (w / 2.0, h / 2.0)
+    position = np.exp(-(dx * dx + dy * dy) / (2.0 * PROMINENCE_SPREAD**2))
+    return float(np.sqrt(inside) * face.score * position)

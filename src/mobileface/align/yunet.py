@@ -39,6 +39,14 @@ size, at 480 px faces whose box is 1/15 of the photo's longer side (85 px in a 1
 in a tenth of the full-size time. Through ``verify``'s path (one view, largest face, no flip),
 searching LFW View 2 at 160 px gave 96.03 % (fp32) and 96.12 % (int8) against 95.78 % and
 95.48 % at full size."""
+VERIFY_YUNET: dict = {"landmarks": "yunet", "onet_flip": False}
+"""What ``verify`` adds to :data:`DETECT_SIDES`. YuNet's own points by default: ONet's pass
+(``verify --landmarks onet``: on the photo alone, not its mirror too) raised LFW View 2
+through verify's steps with the default weights from 96.85 % to 97.12 % (fp32) and from
+96.70 % to 97.17 % (int8; ``benchmarks/bench_verify.py --rounds 0 --lfw``), but took a
+verification of two 250x250 photos from about 1.95x to 2.25-2.3x the CPU time of one peer
+embedding on this busy 2-core machine (``benchmarks/bench_align.py``, part 4): over verify's
+budget of 2.2x."""
 MEASURE_MIN = 64
 """A face found in a shrunk copy with a box under this many pixels there is measured again at
 full resolution (YuNet's landmarks are as good as they get from about 80 px on)."""
@@ -71,11 +79,13 @@ BACKENDS = ("onnxruntime", "opencv")
 
 Level = tuple[np.ndarray, float, float]  # an image pyramid level: pixels, fx, fy
 
-LANDMARK_STYLES = ("yunet", "mtcnn")
-"""``yunet``: the points as YuNet gives them (WIDER FACE's RetinaFace-style annotations; the
-default, and what the peer MobileFaceNet scores best with on LFW). ``mtcnn``: moved onto
-MTCNN's convention, that of the shared 112x112 CelebA and Pins crops, for models trained on
-them."""
+LANDMARK_STYLES = ("onet", "yunet", "mtcnn")
+"""``onet`` (default): measured again by MTCNN's ONet on YuNet's box (:mod:`.onet`; with
+``onet_flip``, averaged with ONet's points on the mirror image). ``yunet``: the points as YuNet
+gives them (WIDER FACE's RetinaFace-style annotations). ``mtcnn``: YuNet's moved by their
+average offset from the points of the shared 112x112 CelebA and Pins crops
+(:data:`YUNET_OFFSETS`). On LFW the peer MobileFaceNet and the default weights separate same
+and different pairs best with ``onet`` (README, "Alignment")."""
 
 
 def yunet_model_path(
@@ -110,11 +120,12 @@ class YuNetDetector:
     Images whose longer side exceeds ``max_side`` are shrunk for detection only; boxes and
     landmarks are given in the original image's coordinates. With ``refine`` (default), faces
     larger than 150 px are detected a second time in a patch where they are 100 px wide, so
-    their landmarks are measured at the scale of benchmark faces. ``landmarks`` picks the
-    landmark convention (see :data:`LANDMARK_STYLES`). ``flip_average`` and ``extra_scales``
-    average each face's points over more views: the mirrored image, and the image (and its
-    mirror) resized by each extra scale; ``mobileface.align.PRECISE_YUNET`` holds the setting
-    ``mobileface align`` uses.
+    their landmarks are measured at the scale of benchmark faces. ``landmarks`` picks where
+    the 5 points come from (see :data:`LANDMARK_STYLES`; by default MTCNN's ONet measures them
+    again on each face's box, all faces in one call: :mod:`.onet`). ``flip_average`` and
+    ``extra_scales`` average each face's box and points over more views: the mirrored image,
+    and the image (and its mirror) resized by each extra scale;
+    ``mobileface.align.PRECISE_YUNET`` holds the setting ``mobileface align`` uses.
 
     ``detect_sides`` (none by default; ``verify`` uses :data:`DETECT_SIDES`) adapt the
     network's input to the photo: a photo larger than such a side is searched on a copy shrunk
@@ -124,8 +135,10 @@ class YuNetDetector:
     ``refine`` is off), is measured again at full resolution in a 224x224 patch, at its own
     size (up to 150 px) or at 100 px, as a full-size detection would measure it. A photo that
     no copy shows a face in is searched as without ``detect_sides``. ``threads`` is ONNX
-    Runtime's intra-op thread count. Not thread-safe: give each thread or process its own
-    instance.
+    Runtime's intra-op thread count. With ``low_light`` (default), a photo in which all that
+    finds no face is searched once more, the same way, on a contrast-restored copy
+    (:mod:`.lighting`); faces found there have ``found_by="low_light"``. Not thread-safe: give
+    each thread or process its own instance.
     """
 
     name = "yunet"
@@ -138,14 +151,17 @@ class YuNetDetector:
         top_k: int = 5000,
         max_side: int | None = 1280,
         download: bool = True,
-        landmarks: str = "yunet",
+        landmarks: str = "onet",
         refine: bool = True,
         flip_average: bool = False,
         extra_scales: tuple[float, ...] = (),
         backend: str = "onnxruntime",
         detect_sides: tuple[int, ...] = (),
         threads: int = 1,
+        low_light: bool = True,
+        onet_flip: bool = True,
     ) -> None:
+        self.low_light = bool(low_light)
         self.model_path = yunet_model_path(model_path, download=download)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -167,6 +183,11 @@ class YuNetDetector:
             raise ValueError(f"detect_sides must be at least 32 pixels, got {detect_sides}")
         self.threads = max(1, int(threads))
         self._net = self._open(nms_threshold, top_k)
+        self._onet = None
+        if landmarks == "onet":
+            from .onet import OnetRefiner
+
+            self._onet = OnetRefiner(threads=self.threads, flip=onet_flip)
         self._input_size: tuple[int, int] | None = None
 
     def _open(self, nms_threshold: float, top_k: int):
@@ -192,10 +213,25 @@ class YuNetDetector:
     def __repr__(self) -> str:
         return (
             f"YuNetDetector({str(self.model_path)!r}, score_threshold={self.score_threshold}, "
-            f"backend={self.backend!r}, detect_sides={self.detect_sides})"
+            f"backend={self.backend!r}, detect_sides={self.detect_sides}, "
+            f"low_light={self.low_light})"
         )
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
+        """Every face found, best first; see the class docstring for the passes."""
+        faces = self._detect_pass(image_rgb)
+        if faces or not self.low_light:
+            return faces
+        from .lighting import detect_in_bad_light
+
+        return detect_in_bad_light(self._detect_pass, image_rgb, self.max_side)
+
+    def _detect_pass(self, image_rgb: np.ndarray) -> list[Face]:
+        """One search of ``image_rgb``; with ``landmarks="onet"`` ONet then measures the points."""
+        faces = self._find(image_rgb)
+        return self._onet.refine(image_rgb, faces) if self._onet is not None else faces
+
+    def _find(self, image_rgb: np.ndarray) -> list[Face]:
         image = np.asarray(image_rgb)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.shape}")

@@ -42,10 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--policy",
-        default="largest",
-        choices=["largest", "central", "score"],
-        help="which face to keep when several are found (default: largest; 'central' suits "
-        "face-centred benchmark crops such as LFW)",
+        default="prominent",
+        choices=["prominent", "largest", "central", "score"],
+        help="which face to keep when several are found (default: prominent, the face whose "
+        "size, closeness to the centre and detector score together stand out most)",
     )
     parser.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     parser.add_argument(
@@ -55,17 +55,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--landmarks",
         default=None,
-        choices=["yunet", "mtcnn"],
-        help="yunet only: landmark convention. 'yunet' (default) keeps YuNet's points; 'mtcnn' "
-        "moves them where MTCNN puts them, as in the shared 112x112 CelebA and Pins crops "
-        "(use it for models trained on those)",
+        choices=["onet", "yunet", "mtcnn"],
+        help="yunet only: where the 5 points come from. 'onet' (default): MTCNN's ONet "
+        "measures them again on YuNet's box; 'yunet': YuNet's own points; 'mtcnn': YuNet's "
+        "moved by their average offset from MTCNN's",
     )
     parser.add_argument(
         "--fast",
         action="store_true",
-        help="yunet only: landmarks from one detection per image instead of the average over "
-        "6 views (image and mirror at 3 scales): about 5x faster detection, steadier points "
-        "without it (LFW accuracy 0.3%% lower with the peer model)",
+        help="yunet only: YuNet's own points, without the second landmark pass by MTCNN's ONet "
+        "(same as --landmarks yunet): a little faster, less precise",
     )
     parser.add_argument("--model", default=None, help="detector model file (YuNet ONNX)")
     parser.add_argument(

@@ -122,9 +122,10 @@ def add_crop_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--policy",
-        default="largest",
-        choices=["largest", "central", "score"],
-        help="which face to keep when a photo has several (default largest)",
+        default="prominent",
+        choices=["prominent", "largest", "central", "score"],
+        help="which face to keep when a photo has several (default prominent: size, position "
+        "and detector score together)",
     )
     group.add_argument(
         "--fast-detect",
@@ -132,6 +133,22 @@ def add_crop_arguments(parser: argparse.ArgumentParser) -> None:
         help=(
             "YuNet landmarks from one view instead of the average over 6 (image and mirror at "
             "3 scales) that `mobileface align` uses: faster, slightly less accurate"
+        ),
+    )
+    group.add_argument(
+        "--no-low-light",
+        action="store_true",
+        help=(
+            "one detection pass only: no second YuNet pass on a contrast-restored copy of a "
+            "photo without a face (the pipeline before issue 17, for comparisons)"
+        ),
+    )
+    group.add_argument(
+        "--no-crop-norm",
+        action="store_true",
+        help=(
+            "embed dark or flat aligned crops as they are, without restoring their contrast "
+            "first (the pipeline before issue 17, for comparisons)"
         ),
     )
 
@@ -262,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
         precise=not args.fast_detect,
         batch_size=args.batch_size,
         landmarks=args.pose,
+        low_light=not args.no_low_light,
+        crop_norm=not args.no_crop_norm,
     )
     progress = False if args.no_progress else None
     cache = open_cache(args)

@@ -173,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         policy=args.policy,
         precise=not args.fast_detect,
         batch_size=args.batch_size,
+        low_light=not args.no_low_light,
+        crop_norm=not args.no_crop_norm,
     )
     cache = open_cache(args)
     detector = None

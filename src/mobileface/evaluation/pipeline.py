@@ -7,13 +7,15 @@ Each image goes through:
    verification pipeline scores its pairs as non-matches (see :mod:`.verification`).
 2. **Face crop.** With ``aligned=True`` the image already is the crop (brought to the model's
    input size by :func:`fit_crop` where it differs). Otherwise the detector runs and the
-   largest face is aligned by its 5 landmarks (:func:`mobileface.align.align_image`). Where
+   face the policy picks is aligned by its 5 landmarks (:func:`mobileface.align.align_image`). Where
    no face is found, the documented **fallback** is a centre crop: the image is warped as if
    the five landmarks sat where they sit, on average, in face-centred photos (LFW's 250x250
    images; see :func:`mobileface.align.template.center_crop`), so the crop frames the face
    like the aligned crops. Such images are counted and reported as ``no_face``, never dropped.
-3. **Embedding**: the model's raw embedding of the crop; with ``flip=True`` the sum of the
-   embeddings of the crop and of its horizontal mirror; then L2 normalisation.
+3. **Embedding**: a dark or flat crop is first restored
+   (:func:`mobileface.align.lighting.normalise_crop`, unless ``crop_norm=False``); then the
+   model's raw embedding of the crop; with ``flip=True`` the sum of the embeddings of the crop
+   and of its horizontal mirror; then L2 normalisation.
 
 Embeddings (with each image's status and landmarks) are cached by
 :class:`mobileface.evaluation.cache.EmbeddingCache`, keyed by the model file's hash, the
@@ -58,14 +60,20 @@ class EmbedOptions:
     aligned: bool = False
     flip: bool = False
     detector: str = "yunet"
-    policy: str = "largest"  # which face of several: largest, central, score
-    precise: bool = True  # YuNet landmarks averaged over 6 views, as `mobileface align` does
+    policy: str = "prominent"  # which face of several: mobileface.align.POLICIES
+    precise: bool = True  # YuNet averaged over 6 views, as `mobileface align` does
     batch_size: int = 64
     landmarks: bool = False  # on aligned crops, also run the detector to get landmarks (pose)
+    low_light: bool = True  # YuNet's second pass on a contrast-restored copy (align.lighting)
+    crop_norm: bool = True  # dark or flat crops restored before embedding (align.lighting)
 
     def key(self) -> dict[str, Any]:
         """What the cached embedding (and landmarks) of an image depend on."""
         out: dict[str, Any] = {"aligned": self.aligned, "flip": self.flip}
+        if self.crop_norm:
+            from mobileface.align.lighting import CROP_NORM_VERSION
+
+            out["crop_norm"] = CROP_NORM_VERSION
         if not self.aligned:  # photos: detection, selection, fallback; landmarks come free
             out.update(detector=self.detector, policy=self.policy, fallback="center-crop")
             out["detector_options"] = self.detector_options()
@@ -75,12 +83,14 @@ class EmbedOptions:
         return out
 
     def detector_options(self) -> dict[str, Any]:
-        """Keyword arguments of the detector: ``mobileface align``'s precise YuNet unless
-        ``precise`` is off, so that photos give the crops that ``mobileface align`` writes."""
-        if self.precise and self.detector == "yunet":
-            from mobileface.align.detect import PRECISE_YUNET
+        """Keyword arguments of the detector: ``mobileface align``'s precise YuNet (its fast one
+        when ``precise`` is off), so that photos give the crops that ``mobileface align`` writes."""
+        if self.detector == "yunet":
+            from mobileface.align.detect import FAST_YUNET, PRECISE_YUNET
 
-            return {k: list(v) if isinstance(v, tuple) else v for k, v in PRECISE_YUNET.items()}
+            chosen = PRECISE_YUNET if self.precise else FAST_YUNET
+            out = {k: list(v) if isinstance(v, tuple) else v for k, v in chosen.items()}
+            return {**out, "low_light": self.low_light}
         return {}
 
 
@@ -177,6 +187,8 @@ def embed_images(
     prep = options.key()
     embedded = from_cache = 0
     need_detector = not options.aligned or options.landmarks
+    from mobileface.align.lighting import normalise_crop
+
     if need_detector and detector is None:
         detector = open_detector(options.detector, **options.detector_options())
 
@@ -213,6 +225,8 @@ def embed_images(
             crops, crop_index, metas = [], [], {}
             for i in todo:
                 crop, meta = _make_crop(sources[i], raw[i], options, size, detector)
+                if crop is not None and options.crop_norm:
+                    crop = normalise_crop(crop)
                 metas[i] = meta
                 if crop is None:
                     _apply(i, None, meta, vectors, landmarks, status, reasons, sources)

@@ -148,6 +148,7 @@ class VerificationRun:
                 "cached_images": e.from_cache,
                 "aligned": self.options.aligned,
                 "flip": self.options.flip,
+                "crop_norm": self.options.crop_norm,
             }
         )
         if not self.options.aligned:

@@ -133,6 +133,8 @@ def face_dict(face: Any) -> dict[str, Any] | None:
     landmarks = getattr(face, "landmarks", None)
     if landmarks is not None:
         out["landmarks"] = np.round(np.asarray(landmarks, float), 2).tolist()
+    if getattr(face, "found_by", None) is not None:
+        out["found_by"] = str(face.found_by)
     return out
 
 

@@ -468,6 +468,7 @@ class ModelIndex:
             ids, _, vecs = self.store.embeddings(self.model, missing[start : start + 50_000])
             self._check_dim(vecs)
             self._index.add(ids, vecs)
+            log.debug("index %s: %d of %d faces added", self.model, start + len(ids), len(missing))
         if len(stale) or len(missing):
             log.info("index %s: +%d -%d faces", self.model, len(missing), len(stale))
 

@@ -42,18 +42,15 @@ from mobileface.errors import DataFormatError, MissingDependencyError
 from .backend import DatabaseUnavailableError
 from .index import AGGREGATES, INDEX_KINDS, Aggregate, HNSWParams, IndexKind, PersonHit
 from .store import (
-    FaceRecord,
-    FaceRow,
     GalleryDump,
     Migration,
     ModelKey,
     ModelSummary,
     NewFace,
     Person,
-    PersonRow,
-    PhotoRow,
     StoreBase,
     UnknownPersonError,
+    face_arrays,
     redact_url,
     utc_now,
 )
@@ -158,6 +155,16 @@ class PostgresStore(StoreBase):
     ``hnsw`` sets the HNSW indexes' ``m`` and ``ef_construction`` (when a model's index is
     created) and the default search width ``ef_search``.
     """
+
+    _DUMP_SQL = {
+        "persons": "SELECT id, name, metadata, created_at FROM persons WHERE id > %s "
+        "ORDER BY id LIMIT %s",
+        "faces": "SELECT f.id, f.person_id, m.name, m.version, f.embedding, f.image_sha256, "
+        "f.box, f.det_score, f.created_at FROM faces f JOIN models m ON m.id = f.model_id "
+        "WHERE f.id > %s ORDER BY f.id LIMIT %s",
+        "photos": "SELECT id, person_id, sha256, data, created_at FROM photos WHERE id > %s "
+        "ORDER BY id LIMIT %s",
+    }
 
     def __init__(
         self,
@@ -523,42 +530,19 @@ class PostgresStore(StoreBase):
                 f"SELECT id, name, metadata, created_at FROM persons {clause}", params
             ).fetchall()
             ids = [int(r[0]) for r in rows]
-            faces: dict[int, list[FaceRecord]] = {}
-            for fid, pid, mname, mver, sha, box, score, created in conn.execute(
+            faces = conn.execute(
                 "SELECT f.id, f.person_id, m.name, m.version, f.image_sha256, f.box, "
                 "f.det_score, f.created_at FROM faces f JOIN models m ON m.id = f.model_id "
                 "WHERE f.person_id = ANY(%s) ORDER BY f.id",
                 (ids,),
-            ):
-                faces.setdefault(pid, []).append(
-                    FaceRecord(
-                        id=int(fid),
-                        person_id=int(pid),
-                        model=ModelKey(mname, mver),
-                        image_sha256=sha,
-                        box=tuple(box) if box else None,
-                        det_score=score,
-                        created_at=created,
-                    )
-                )
-            photos = dict(
-                conn.execute(
-                    "SELECT person_id, count(*) FROM photos WHERE person_id = ANY(%s) "
-                    "GROUP BY person_id",
-                    (ids,),
-                ).fetchall()
-            )
-        return [
-            Person(
-                id=int(pid),
-                name=name,
-                metadata=metadata,
-                created_at=created,
-                faces=tuple(faces.get(pid, ())),
-                photos=int(photos.get(pid, 0)),
-            )
-            for pid, name, metadata, created in rows
-        ]
+            ).fetchall()
+            photos = conn.execute(
+                "SELECT person_id, count(*) FROM photos WHERE person_id = ANY(%s) "
+                "GROUP BY person_id",
+                (ids,),
+            ).fetchall()
+        by_person = self._face_records(faces)
+        return [self._person(r, by_person, dict(photos)) for r in rows]
 
     def count_persons(self, name: str | None = None) -> int:
         if name is not None:
@@ -635,20 +619,16 @@ class PostgresStore(StoreBase):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Face ids, person ids and (N, dim) embeddings of ``model`` (all, or ``face_ids``)."""
         found = self._search_model(model)
-        if found is None:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-        sql = "SELECT id, person_id, embedding FROM faces WHERE model_id = %s"
-        params: tuple = (found.id,)
-        if face_ids is not None:
-            sql += " AND id = ANY(%s)"
-            params += ([int(i) for i in face_ids],)
-        with self._conn() as conn:
-            rows = conn.execute(sql + " ORDER BY id", params, binary=True).fetchall()
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        owners = np.fromiter((r[1] for r in rows), np.int64, len(rows))
-        return ids, owners, np.stack([r[2].to_numpy() for r in rows]).astype(np.float32)
+        rows: list[tuple] = []
+        if found is not None:
+            sql = "SELECT id, person_id, embedding FROM faces WHERE model_id = %s"
+            params: tuple = (found.id,)
+            if face_ids is not None:
+                sql += " AND id = ANY(%s)"
+                params += ([int(i) for i in face_ids],)
+            with self._conn() as conn:
+                rows = conn.execute(sql + " ORDER BY id", params, binary=True).fetchall()
+        return face_arrays(rows, lambda: np.stack([self._to_vector(r[2]) for r in rows]))
 
     def iter_faces(self, model: ModelKey) -> Iterator[tuple[int, int, str]]:
         """(face id, person id, image sha256) of every face of ``model``."""
@@ -787,43 +767,15 @@ class PostgresStore(StoreBase):
             out[table] = int(row[0][0] or 0)
         return out
 
-    def dump(self, chunk: int = 5000) -> GalleryDump:
-        """The whole gallery as backend-neutral rows, read lazily ``chunk`` rows at a time."""
-        return GalleryDump(
-            models=[(m.model, m.dim) for m in self.models()],
-            persons=self._pages(
-                "SELECT id, name, metadata, created_at FROM persons WHERE id > %s "
-                "ORDER BY id LIMIT %s",
-                lambda r: PersonRow(r[0], r[1], r[2], r[3]),
-                chunk,
-            ),
-            faces=self._pages(
-                "SELECT f.id, f.person_id, m.name, m.version, f.embedding, f.image_sha256, "
-                "f.box, f.det_score, f.created_at FROM faces f JOIN models m "
-                "ON m.id = f.model_id WHERE f.id > %s ORDER BY f.id LIMIT %s",
-                lambda r: FaceRow(
-                    r[0], r[1], ModelKey(r[2], r[3]), r[4].to_numpy(), r[5], r[6], r[7], r[8]
-                ),
-                chunk,
-            ),
-            photos=self._pages(
-                "SELECT id, person_id, sha256, data, created_at FROM photos WHERE id > %s "
-                "ORDER BY id LIMIT %s",
-                lambda r: PhotoRow(r[0], r[1], r[2], bytes(r[3]), r[4]),
-                chunk,
-            ),
-            next_ids=self.next_ids(),
-        )
+    def _page(self, sql: str, last: int, chunk: int) -> list[tuple]:
+        with self._conn() as conn:
+            return conn.execute(sql, (last, chunk), binary=True).fetchall()
 
-    def _pages(self, select: str, convert: Any, chunk: int) -> Iterator[list]:
-        last = 0
-        while True:
-            with self._conn() as conn:
-                rows = conn.execute(select, (last, chunk), binary=True).fetchall()
-            if not rows:
-                return
-            yield [convert(r) for r in rows]
-            last = rows[-1][0]
+    def _from_json(self, value: Any) -> Any:
+        return value  # psycopg decodes JSONB
+
+    def _to_vector(self, value: Any) -> np.ndarray:
+        return np.asarray(value.to_numpy(), np.float32)
 
     def load(self, dump: GalleryDump) -> None:
         """Write ``dump`` into this gallery, which must hold no persons, keeping every id;

@@ -27,7 +27,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -307,9 +307,21 @@ class GalleryDump:
 
 
 class StoreBase:
-    """What every backend shares: context management and finding a person by id or name."""
+    """What every backend shares: context management, finding a person by id or name, and
+    turning rows into records.
+
+    Each backend runs its own SQL (placeholders, how models are stored, and how JSON and
+    vectors come back differ), but selects the same columns in the same order, so the
+    mapping from rows to records is written once, here. A backend says how its JSON and
+    vector columns decode (:meth:`_from_json`, :meth:`_to_vector`) and how to read one page
+    of a table for :meth:`dump` (:attr:`_DUMP_SQL`, :meth:`_page`).
+    """
 
     location: str  # where the gallery is, for messages (never with a password)
+    # Per table, one page of rows after an id (parameters: last id, page size), in the
+    # column order of PersonRow, FaceRow (model name and version in place of the model) and
+    # PhotoRow.
+    _DUMP_SQL: dict[str, str]
 
     def close(self) -> None:
         raise NotImplementedError
@@ -331,6 +343,97 @@ class StoreBase:
     def person_names(self) -> list[tuple[int, str]]:
         """(id, name) of every person, by id."""
         raise NotImplementedError
+
+    # -- rows to records ---------------------------------------------------------------------
+
+    def _from_json(self, value: Any) -> Any:
+        """A JSON column's value (SQLite returns the text)."""
+        return json.loads(value)
+
+    def _to_vector(self, value: Any) -> np.ndarray:
+        """An embedding column's value as a float32 vector."""
+        raise NotImplementedError
+
+    def _page(self, sql: str, last: int, chunk: int) -> list[tuple]:
+        """The rows of ``sql`` (a :attr:`_DUMP_SQL` page) after id ``last``."""
+        raise NotImplementedError
+
+    def _face_records(self, rows: Iterable[tuple]) -> dict[int, tuple[FaceRecord, ...]]:
+        """Faces by person id, from rows of (id, person id, model name, model version, image
+        sha256, box, det score, created at)."""
+        out: dict[int, list[FaceRecord]] = {}
+        for fid, pid, mname, mver, sha, box, score, created in rows:
+            box = self._from_json(box) if box else None
+            out.setdefault(int(pid), []).append(
+                FaceRecord(
+                    id=int(fid),
+                    person_id=int(pid),
+                    model=ModelKey(mname, mver),
+                    image_sha256=sha,
+                    box=tuple(box) if box else None,
+                    det_score=score,
+                    created_at=created,
+                )
+            )
+        return {k: tuple(v) for k, v in out.items()}
+
+    def _person(
+        self, row: tuple, faces: dict[int, tuple[FaceRecord, ...]], photos: dict[int, int]
+    ) -> Person:
+        """A person from a row of (id, name, metadata, created at), with their faces and
+        photo count looked up by id."""
+        pid, name, metadata, created = row
+        return Person(
+            id=int(pid),
+            name=name,
+            metadata=self._from_json(metadata),
+            created_at=created,
+            faces=faces.get(int(pid), ()),
+            photos=int(photos.get(int(pid), 0)),
+        )
+
+    def next_ids(self) -> dict[str, int]:
+        """Per table, the highest id handed out so far."""
+        raise NotImplementedError
+
+    def models(self) -> list[ModelSummary]:
+        raise NotImplementedError
+
+    def dump(self, chunk: int = 5000) -> GalleryDump:
+        """The whole gallery as backend-neutral rows, read lazily ``chunk`` rows at a time."""
+        return GalleryDump(
+            models=[(m.model, m.dim) for m in self.models()],
+            persons=self._pages(
+                "persons", lambda r: PersonRow(r[0], r[1], self._from_json(r[2]), r[3]), chunk
+            ),
+            faces=self._pages(
+                "faces",
+                lambda r: FaceRow(
+                    r[0],
+                    r[1],
+                    ModelKey(r[2], r[3]),
+                    self._to_vector(r[4]),
+                    r[5],
+                    self._from_json(r[6]) if r[6] else None,
+                    r[7],
+                    r[8],
+                ),
+                chunk,
+            ),
+            photos=self._pages(
+                "photos", lambda r: PhotoRow(r[0], r[1], r[2], bytes(r[3]), r[4]), chunk
+            ),
+            next_ids=self.next_ids(),
+        )
+
+    def _pages(self, table: str, convert: Any, chunk: int) -> Iterator[list]:
+        last = 0
+        while True:
+            rows = self._page(self._DUMP_SQL[table], last, chunk)
+            if not rows:
+                return
+            yield [convert(r) for r in rows]
+            last = rows[-1][0]
 
     def find_person(self, ref: str | int) -> Person:
         """The person ``ref`` names: an id, else a name exactly one person has.
@@ -371,6 +474,15 @@ class GalleryStore(StoreBase):
     Several processes may open the same file: SQLite's locking keeps writes atomic, and
     readers see only committed enrolments.
     """
+
+    _DUMP_SQL = {
+        "persons": "SELECT id, name, metadata, created_at FROM persons WHERE id > ? "
+        "ORDER BY id LIMIT ?",
+        "faces": "SELECT id, person_id, model_name, model_version, embedding, image_sha256, "
+        "box, det_score, created_at FROM faces WHERE id > ? ORDER BY id LIMIT ?",
+        "photos": "SELECT id, person_id, sha256, data, created_at FROM photos WHERE id > ? "
+        "ORDER BY id LIMIT ?",
+    }
 
     def __init__(self, path: str | Path, *, create: bool = True, timeout: float = 30.0) -> None:
         refuse_urls(path)
@@ -588,14 +700,10 @@ class GalleryStore(StoreBase):
     # -- reads ----------------------------------------------------------------------------
 
     def person(self, person_id: int) -> Person:
-        rows = self._query(
-            "SELECT id, name, metadata, created_at FROM persons WHERE id = ?", (person_id,)
-        )
-        if not rows:
+        people = self._persons("WHERE id = ?", [person_id])
+        if not people:
             raise UnknownPersonError(f"no person with id {person_id}")
-        faces = self._faces_of([person_id]).get(person_id, ())
-        photos = self._query("SELECT count(*) FROM photos WHERE person_id = ?", (person_id,))
-        return _person(rows[0], faces, int(photos[0][0]))
+        return people[0]
 
     def person_names(self) -> list[tuple[int, str]]:
         return [(int(i), n) for i, n in self._query("SELECT id, name FROM persons ORDER BY id")]
@@ -604,19 +712,29 @@ class GalleryStore(StoreBase):
         self, *, name: str | None = None, limit: int | None = None, offset: int = 0
     ) -> list[Person]:
         """Persons by id, with their faces; ``name`` filters on the exact name."""
-        sql = "SELECT id, name, metadata, created_at FROM persons"
-        params: list[Any] = []
-        if name is not None:
-            sql += " WHERE name = ?"
-            params.append(name.strip())
-        sql += " ORDER BY id LIMIT ? OFFSET ?"
+        where, params = ("WHERE name = ?", [name.strip()]) if name is not None else ("", [])
         params += [-1 if limit is None else int(limit), int(offset)]
-        rows = self._query(sql, params)
-        faces = self._faces_of([r[0] for r in rows])
-        photo_counts = dict(
-            self._query("SELECT person_id, count(*) FROM photos GROUP BY person_id")
-        )
-        return [_person(r, faces.get(r[0], ()), photo_counts.get(r[0], 0)) for r in rows]
+        return self._persons(f"{where} ORDER BY id LIMIT ? OFFSET ?", params)
+
+    def _persons(self, clause: str, params: list[Any]) -> list[Person]:
+        rows = self._query(f"SELECT id, name, metadata, created_at FROM persons {clause}", params)
+        ids = [int(r[0]) for r in rows]
+        faces, photos = [], []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            faces += self._query(
+                "SELECT id, person_id, model_name, model_version, image_sha256, box, det_score, "
+                f"created_at FROM faces WHERE person_id IN ({marks}) ORDER BY id",
+                chunk,
+            )
+            photos += self._query(
+                f"SELECT person_id, count(*) FROM photos WHERE person_id IN ({marks}) "
+                "GROUP BY person_id",
+                chunk,
+            )
+        by_person = self._face_records(faces)
+        return [self._person(r, by_person, dict(photos)) for r in rows]
 
     def count_persons(self, name: str | None = None) -> int:
         if name is not None:
@@ -643,30 +761,6 @@ class GalleryStore(StoreBase):
         ids = [int(i) for i in person_ids]
         marks = ",".join("?" * len(ids))
         return dict(self._query(f"SELECT id, name FROM persons WHERE id IN ({marks})", ids))
-
-    def _faces_of(self, person_ids: Sequence[int]) -> dict[int, tuple[FaceRecord, ...]]:
-        out: dict[int, list[FaceRecord]] = {}
-        for start in range(0, len(person_ids), 500):
-            chunk = [int(i) for i in person_ids[start : start + 500]]
-            marks = ",".join("?" * len(chunk))
-            rows = self._query(
-                "SELECT id, person_id, model_name, model_version, image_sha256, box, det_score, "
-                f"created_at FROM faces WHERE person_id IN ({marks}) ORDER BY id",
-                chunk,
-            )
-            for fid, pid, mname, mver, sha, box, score, created in rows:
-                out.setdefault(pid, []).append(
-                    FaceRecord(
-                        id=fid,
-                        person_id=pid,
-                        model=ModelKey(mname, mver),
-                        image_sha256=sha,
-                        box=tuple(json.loads(box)) if box else None,
-                        det_score=score,
-                        created_at=created,
-                    )
-                )
-        return {k: tuple(v) for k, v in out.items()}
 
     def models(self) -> list[ModelSummary]:
         """The models whose embeddings the gallery holds, most faces first."""
@@ -736,15 +830,10 @@ class GalleryStore(StoreBase):
                 rows += self._query(
                     f"{base} AND id IN ({marks}) ORDER BY id", (model.name, model.version, *chunk)
                 )
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         dims = {r[2] for r in rows}
-        if len(dims) != 1:
+        if len(dims) > 1:
             raise DataFormatError(f"{self.path}: model {model} has embeddings of sizes {dims}")
-        dim = dims.pop()
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        owners = np.fromiter((r[1] for r in rows), np.int64, len(rows))
-        return ids, owners, decode_embeddings([r[3] for r in rows], dim)
+        return face_arrays(rows, lambda: decode_embeddings([r[3] for r in rows], dims.pop()))
 
     def iter_faces(self, model: ModelKey) -> Iterator[tuple[int, int, str]]:
         """(face id, person id, image sha256) of every face of ``model``."""
@@ -771,46 +860,11 @@ class GalleryStore(StoreBase):
 
     # -- copying between backends ----------------------------------------------------------
 
-    def dump(self, chunk: int = 5000) -> GalleryDump:
-        """The whole gallery as backend-neutral rows, read lazily ``chunk`` rows at a time."""
-        return GalleryDump(
-            models=[(m.model, m.dim) for m in self.models()],
-            persons=self._pages(
-                "SELECT id, name, metadata, created_at FROM persons",
-                lambda r: PersonRow(r[0], r[1], json.loads(r[2]), r[3]),
-                chunk,
-            ),
-            faces=self._pages(
-                "SELECT id, person_id, model_name, model_version, embedding, image_sha256, box, "
-                "det_score, created_at FROM faces",
-                lambda r: FaceRow(
-                    r[0],
-                    r[1],
-                    ModelKey(r[2], r[3]),
-                    np.frombuffer(r[4], EMBEDDING_DTYPE).copy(),
-                    r[5],
-                    json.loads(r[6]) if r[6] else None,
-                    r[7],
-                    r[8],
-                ),
-                chunk,
-            ),
-            photos=self._pages(
-                "SELECT id, person_id, sha256, data, created_at FROM photos",
-                lambda r: PhotoRow(r[0], r[1], r[2], bytes(r[3]), r[4]),
-                chunk,
-            ),
-            next_ids=self.next_ids(),
-        )
+    def _page(self, sql: str, last: int, chunk: int) -> list[tuple]:
+        return self._query(sql, (last, chunk))
 
-    def _pages(self, select: str, convert: Any, chunk: int) -> Iterator[list]:
-        last = 0
-        while True:
-            rows = self._query(f"{select} WHERE id > ? ORDER BY id LIMIT ?", (last, chunk))
-            if not rows:
-                return
-            yield [convert(r) for r in rows]
-            last = rows[-1][0]
+    def _to_vector(self, value: Any) -> np.ndarray:
+        return np.frombuffer(value, EMBEDDING_DTYPE).copy()
 
     def load(self, dump: GalleryDump) -> None:
         """Write ``dump`` into this gallery, which must hold no persons, keeping every id;
@@ -868,13 +922,13 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _person(row: tuple, faces: Sequence[FaceRecord], photos: int) -> Person:
-    pid, name, metadata, created = row
-    return Person(
-        id=int(pid),
-        name=name,
-        metadata=json.loads(metadata),
-        created_at=created,
-        faces=tuple(faces),
-        photos=photos,
-    )
+def face_arrays(
+    rows: Sequence[tuple], vectors: Callable[[], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face ids, person ids (the first two columns of ``rows``) and the (N, dim) embeddings
+    ``vectors`` decodes from them; empty arrays where there are no rows."""
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    owners = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+    return ids, owners, vectors()

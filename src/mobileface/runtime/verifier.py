@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mobileface.errors import ImageError, NoFaceError, OperatingPointError
+from mobileface.errors import NoFaceError, OperatingPointError
 
 from .metadata import DEFAULT_FAR_KEY
 from .scoring import l2_normalize
@@ -220,8 +220,8 @@ class FaceVerifier:
         embedder: any :class:`~mobileface.runtime.embedder.Embedder`.
         detector: a :class:`mobileface.align.Detector`; default YuNet, built on first use.
         threshold: cosine threshold; default the model's calibrated one (see module doc).
-        policy: which face to use when a photo has several (``largest``, ``central``,
-            ``score``).
+        policy: which face to use when a photo has several (``prominent``, the default:
+            size, position and detector score together; ``largest``, ``central``, ``score``).
         far: the calibrated operating point to decide at, as a false-accept rate (``1e-4``,
             ``"1e-4"`` or the card key ``"far_1e-4"``); default 1e-3. One the model has no
             threshold at raises :class:`OperatingPointError` listing the calibrated ones.
@@ -229,11 +229,14 @@ class FaceVerifier:
             not given).
         batch: embed both crops in one network call (default); ``False`` embeds them one at a
             time, as before (same scores, within float rounding).
+        crop_norm: restore a dark or flat aligned crop before embedding it (default;
+            :func:`mobileface.align.lighting.normalise_crop`); ordinary crops are unchanged.
 
     ``threshold``, ``threshold_source`` and ``operating_point`` (an :class:`OperatingPoint`,
     ``None`` for a given or fallback threshold) say what it decides at.
 
-    Images may be paths, encoded bytes, or ``H x W x 3`` uint8 RGB arrays. Not thread-safe
+    Images may be paths, encoded bytes, or ``H x W x 3`` uint8 RGB (or ``H x W`` gray)
+    arrays. Not thread-safe
     (detectors are not): give each thread its own verifier; they may share the embedder.
     """
 
@@ -242,11 +245,12 @@ class FaceVerifier:
         embedder: Any,
         detector: Any = None,
         threshold: float | None = None,
-        policy: str = "largest",
+        policy: str = "prominent",
         *,
         far: float | str | None = None,
         fallback_threshold: float | None = None,
         batch: bool = True,
+        crop_norm: bool = True,
     ) -> None:
         from mobileface.align import POLICIES
 
@@ -256,6 +260,7 @@ class FaceVerifier:
         self._detector = detector
         self.policy = policy
         self.batch = bool(batch)
+        self.crop_norm = bool(crop_norm)
         self.threshold, self.threshold_source = resolve_threshold(
             embedder, threshold, far, fallback_threshold
         )
@@ -275,14 +280,12 @@ class FaceVerifier:
         return self._detector
 
     def load(self, image: ImageInput, label: str = "image") -> np.ndarray:
-        """Decode ``image`` (path, bytes or array) to ``H x W x 3`` uint8 RGB."""
+        """Decode ``image`` (path, bytes or array; an ``H x W`` gray array too) to
+        ``H x W x 3`` uint8 RGB."""
         if isinstance(image, np.ndarray):
-            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-                raise ImageError(
-                    f"{label}: expected an H x W x 3 uint8 RGB array, got {image.dtype} "
-                    f"{image.shape}"
-                )
-            return image
+            from mobileface.image import rgb_array
+
+            return rgb_array(image, label)
         from mobileface.image import load_image
 
         if isinstance(image, (bytes, bytearray, memoryview)):
@@ -304,11 +307,17 @@ class FaceVerifier:
 
     def align(self, image_rgb: np.ndarray, face: Any) -> np.ndarray:
         """The aligned crop of ``face`` at the embedder's input size (a large face in a large
-        photo is area-averaged around the face only: ``align_face(..., roi=True)``)."""
+        photo is area-averaged around the face only: ``align_face(..., roi=True)``), dark or
+        flat crops restored (``crop_norm``)."""
         from mobileface.align import align_face
 
         size = tuple(self.embedder.input_size)
-        return align_face(image_rgb, face.landmarks, size=size, roi=True)
+        crop = align_face(image_rgb, face.landmarks, size=size, roi=True)
+        if not self.crop_norm:
+            return crop
+        from mobileface.align.lighting import normalise_crop
+
+        return normalise_crop(crop)
 
     def warm_up(self) -> float:
         """Run every step once on a blank image; returns the milliseconds it took.

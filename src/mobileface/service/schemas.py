@@ -22,6 +22,11 @@ class FaceBox(BaseModel):
     landmarks: list[list[float]] | None = Field(
         None, description="5 points (x, y): eyes, nose tip, mouth corners"
     )
+    found_by: str | None = Field(
+        None,
+        description="which detection pass found the face: photo (the photo as sent) or "
+        "low_light (a contrast-restored copy, tried when the first pass found no face)",
+    )
 
 
 class Health(BaseModel):
