@@ -5,13 +5,14 @@
 1. Exports the checkpoint as ONNX fp32 (batch norm folded, PReLU as Conv/Relu/Add) and int8
    (QDQ, per-channel weights, calibrated on CelebA training crops), with parity checks.
 2. LFW View 2 end to end from the photos with the default detector, alignment and face policy
-   (YuNet, landmarks averaged over 6 views as `mobileface align` does, 5-point similarity onto
-   the ArcFace template, flip): our fp32, our int8, the recipe's teacher, dlib's ResNet and
+   (YuNet, then MTCNN's ONet on each box for the 5 points, as `mobileface align` does; the
+   low-light pass and dark-crop restoration; 5-point similarity onto the ArcFace template,
+   flip): our fp32, our int8, the recipe's teacher, dlib's ResNet and
    the peer in one run, from the same crops. 10-fold accuracy, AUC, EER, TAR at FAR.
 3. Thresholds at FAR 1e-3 and 1e-4 on calibration pairs: View 2's 3,000 same pairs and
    --different random pairs of different people among its images (seeded).
 4. Speed, 1 thread: network latency at batch 1 interleaved with the peer's, and an end-to-end
-   verify of two LFW photos.
+   verify of two LFW photos as `mobileface verify` runs it.
 5. Writes NAME.onnx, NAME_int8.onnx, their JSON model cards and NAME.md into --out.
 
 Figures in the cards and README come from this script's output and nothing else.
@@ -175,6 +176,7 @@ def speed(models: dict, lfw: Path, rounds: int = 7) -> dict:
     import cv2
 
     from mobileface.align import create_detector
+    from mobileface.align.yunet import DETECT_SIDES, VERIFY_YUNET
     from mobileface.runtime import open_embedder
     from mobileface.runtime.bench import bench_model, bench_verify
     from mobileface.runtime.verifier import FaceVerifier
@@ -188,7 +190,10 @@ def speed(models: dict, lfw: Path, rounds: int = 7) -> dict:
     out = {label: {"p50_ms": float(np.median(v))} for label, v in per.items()}
     pair = [lfw / "images" / "Aaron_Peirsol" / f"Aaron_Peirsol_000{i}.jpg" for i in (1, 2)]
     verifiers = {
-        label: FaceVerifier(open_embedder(models[label], threads=1), detector=create_detector())
+        label: FaceVerifier(
+            open_embedder(models[label], threads=1),
+            detector=create_detector("yunet", detect_sides=DETECT_SIDES, **VERIFY_YUNET),
+        )
         for label in ("fp32", "int8")
     }
     steps: dict[str, dict[str, list[float]]] = {label: {} for label in verifiers}
@@ -231,11 +236,26 @@ def training_stages(checkpoint: Path, limit: int = 10) -> list[dict]:
                 "steps": state.get("step") or 0,
                 "batch_size": config["optim"]["batch_size"],
                 "teacher": describe_teacher((config.get("distill") or {}).get("teacher")),
+                "loss": stage_loss(config),
             },
         )
         init = config.get("model", {}).get("init")
         path = Path(init) if init else None
     return stages
+
+
+def stage_loss(config: dict) -> str:
+    """A stage's loss in words, from its recipe: the margin loss (unless ``loss.weight`` is 0)
+    and the distillation (targets cached per crop, or the teacher run on each crop as
+    augmented: ``distill.online``)."""
+    loss, distill = config.get("loss") or {}, config.get("distill") or {}
+    parts = []
+    if float(loss.get("weight", 1.0)) > 0:
+        parts.append(f"{loss.get('type', 'arcface')} margin")
+    if distill.get("teacher"):
+        how = "on each augmented crop" if distill.get("online") else "cached per crop"
+        parts.append(f"distillation (weight {distill.get('weight')}, teacher {how})")
+    return " + ".join(parts) or "none"
 
 
 def training_record(checkpoint: Path, config_path: Path) -> dict:
@@ -367,7 +387,7 @@ def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) 
         "",
         f"{base['lfw_pairs']:,} pairs, 10 folds (threshold chosen on nine, accuracy on the "
         "tenth); the default pipeline: YuNet "
-        "detection with landmarks averaged over 6 views, the default face policy "
+        "detection, MTCNN's ONet measuring the 5 points on each box, the default face policy "
         f"(`{base['lfw_policy']}`), 5-point similarity "
         "alignment onto the ArcFace template, embedding of the crop plus its mirror image. "
         f"Faces not found: {base['lfw_no_face']} of {base['lfw_images']:,} images (centre crop "
@@ -404,8 +424,9 @@ def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) 
         "",
         f"ONNX Runtime, 1 thread, on {base['cpu']['model']} "
         f"({'with' if base['cpu']['avx512_vnni'] else 'without'} AVX-512 VNNI). "
-        "End-to-end verify of two "
-        "250x250 LFW photos (decode, detect, align, embed both, compare), OpenCV on 1 thread, "
+        "End-to-end verify of two 250x250 LFW photos as `mobileface verify` runs it (search "
+        "on copies shrunk to 160 then 480 px, YuNet's own points; decode, detect, align, embed "
+        "both, compare), OpenCV on 1 thread, "
         "median over 7 interleaved rounds of 10 runs:",
         "",
         "| file | total | decode | detect | align | embed |",
@@ -425,19 +446,23 @@ def markdown(name: str, cards: dict, results: dict, speed_ms: dict, base: dict) 
         f"{training['images_seen']:,} images seen). Data: the training sets of `../shared/data` "
         "(CelebA test-partition and in-the-wild crops, CelebA `img_align_celeba` crops aligned "
         "by `mobileface align`, Pinterest celebrity crops with LFW's people removed); never "
-        "LFW. Loss: ArcFace (s=64, m=0.5) plus embedding distillation (cosine to the teacher's "
-        "embedding through a learned projection) from, stage by stage:",
+        "LFW. Loss: ArcFace (s=64, m=0.5) and embedding distillation (cosine to the teacher's "
+        "embedding through a learned projection), stage by stage:",
         "",
-        "| stage | architecture | steps | teacher |",
-        "|---|---|---|---|",
+        "| stage | architecture | steps | loss | teacher |",
+        "|---|---|---|---|---|",
         *[
-            f"| {i} | `{stage['architecture']}` | {stage['steps']:,} | {stage.get('teacher')} |"
+            f"| {i} | `{stage['architecture']}` | {stage['steps']:,} | "
+            f"{stage.get('loss', 'arcface margin + distillation (cached per crop)')} | "
+            f"{stage.get('teacher')} |"
             for i, stage in enumerate(training["stages"], 1)
         ],
         "",
-        "The teachers' embeddings of every training crop and of its mirror image are computed "
-        "once and cached; a mirrored training crop is pulled towards the teacher's view of the "
-        "mirrored crop. LFW View 1 (development) during the last stage: "
+        "Cached per crop: the teacher's embeddings of every training crop and of its mirror "
+        "image are computed once, and a mirrored training crop is pulled towards the teacher's "
+        "view of the mirrored crop. On each augmented crop (`distill.online`): the teacher "
+        "embeds each crop exactly as the student sees it, augmentation included. "
+        "LFW View 1 (development) during the last stage: "
         + (
             ", ".join(
                 f"{100 * c['eval/accuracy']:.1f} % at step {c['step']:,}"
