@@ -27,3 +27,19 @@ def randomize_and_calibrate(model: nn.Module, seed: int = 0, batches: int = 3) -
         for _ in range(batches):
             model(torch.rand(8, 3, h, w, generator=gen) * 2 - 1)
     return model.eval()
+
+
+def assert_outputs_match(result, reference, rel: float = 1e-4) -> None:
+    """Two network outputs agree within ``rel`` of the reference's largest magnitude.
+
+    fp32 sums taken in another order (another runtime, batch size or graph) differ by about
+    1e-6 of the output's scale; a wrong export differs by its whole size. An absolute bound
+    would sit on a knife edge for outputs of a larger scale.
+    """
+    import numpy as np
+
+    result, reference = np.asarray(result), np.asarray(reference)
+    assert result.shape == reference.shape
+    scale = float(np.abs(reference).max())
+    assert scale > 0, "an all-zero reference proves nothing"
+    np.testing.assert_allclose(result, reference, rtol=0, atol=rel * scale)

@@ -25,7 +25,7 @@ from mobileface.export.onnx import (
 from mobileface.models import create_model
 from mobileface.runtime import OnnxEmbedder, cosine_similarity
 from mobileface.runtime.embedder import open_session
-from models_helpers import randomize_and_calibrate
+from models_helpers import assert_outputs_match, randomize_and_calibrate
 
 REPO = Path(__file__).resolve().parents[1]
 INT8_MIN_COSINE = 0.9
@@ -77,7 +77,7 @@ def test_prelu_forms_are_exact(exported, inputs) -> None:
         report = graph_report(proto)
         assert report["prelu_ops"] == 0 and report["ops"]["Conv"] == ops["Conv"]
         assert report["standard_ops_only"]
-        np.testing.assert_allclose(_run(proto, inputs), reference, atol=1e-4)
+        assert_outputs_match(_run(proto, inputs), reference)
 
 
 def test_prelu_slopes_at_or_above_one_fall_back_to_the_exact_form(inputs, tmp_path) -> None:
@@ -94,7 +94,7 @@ def test_prelu_slopes_at_or_above_one_fall_back_to_the_exact_form(inputs, tmp_pa
         path = export_onnx(model, tmp_path / f"{form}.onnx", prelu=form)
         proto = onnx.load(str(path))
         assert graph_report(proto)["ops"].get("LeakyRelu") == 1
-        np.testing.assert_allclose(_run(path, inputs), expected, atol=1e-4)
+        assert_outputs_match(_run(path, inputs), expected)
     kept = export_onnx(model, tmp_path / "kept.onnx", prelu="keep")
     counts = decompose_prelu(onnx.load(str(kept)), "int8")
     assert counts["exact"] == 1 and counts["leaky"] == 1
@@ -107,7 +107,7 @@ def test_shared_slope_prelu_fuses_into_the_convolutions(inputs, tmp_path) -> Non
     path = export_onnx(model, tmp_path / "shared.onnx")
     ops = graph_report(onnx.load(str(path)))["ops"]
     assert ops["LeakyRelu"] == 33 and ops["Conv"] == 50 and "PRelu" not in ops
-    np.testing.assert_allclose(_run(path, inputs), expected, atol=1e-4)
+    assert_outputs_match(_run(path, inputs), expected)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
