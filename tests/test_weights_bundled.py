@@ -41,14 +41,19 @@ def test_card_describes_its_file(name: str, cards: dict[str, dict]) -> None:
     assert "non-commercial" in card["licence"]
     lfw = card["results"]["lfw_view2"]
     assert lfw["pairs"] == 6000 and 0.5 < lfw["accuracy"] <= 1
-    assert card["training"]["config"] == "configs/mobilefacenet_relu_openvino_stage4.yaml"
+    assert card["training"]["config"] == "configs/mobilefacenet_relu_openvino_stage6.yaml"
     stages = [(stage["architecture"], stage["steps"]) for stage in card["training"]["stages"]]
     assert stages == [
         ("mobilefacenet", 3200),
         ("mobilefacenet", 5200),
         ("mobilefacenet_relu", 4000),
         ("mobilefacenet_relu", 2400),
+        ("mobilefacenet_relu", 1600),
+        ("mobilefacenet_relu", 2000),
     ]
+    # Each stage says its loss: the last two distil alone, the teacher run on each crop.
+    assert card["training"]["stages"][-1]["loss"].startswith("distillation")
+    assert "on each augmented crop" in card["training"]["stages"][-1]["loss"]
     # The last stage's teacher is named with its licence and its undisclosed training data.
     teacher = card["training"]["stages"][-1]["teacher"]
     assert "face-reidentification-retail-0095" in teacher and "Apache-2.0" in teacher
