@@ -69,7 +69,7 @@ def licence(teachers: list[str]) -> str:
 _detector = None
 
 
-_policy = "largest"
+_policy: str  # set in each worker by _start
 
 
 def _start(options: dict, policy: str) -> None:

@@ -103,6 +103,11 @@ def load_image(
         return _to_rgb(img, label)
 
 
+def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    """An ``H x W`` uint8 gray image as ``H x W x 3`` RGB (the value in every channel)."""
+    return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+
 def rgb_array(image: np.ndarray, label: str = "image") -> np.ndarray:
     """An already decoded ``image`` as ``H x W x 3`` uint8 RGB: an ``H x W`` or ``H x W x 1``
     gray array is repeated into three channels; an RGB one is returned as is.
@@ -114,7 +119,7 @@ def rgb_array(image: np.ndarray, label: str = "image") -> np.ndarray:
         return array
     if array.dtype == np.uint8 and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 1)):
         gray = array.reshape(array.shape[:2])
-        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+        return gray_to_rgb(gray)
     raise ImageError(
         f"{label}: expected an H x W x 3 uint8 RGB array (or an H x W gray one), got "
         f"{array.dtype} {array.shape}"
@@ -167,12 +172,12 @@ def _to_rgb(img, label: str) -> np.ndarray:  # img: PIL.Image.Image
         arr = np.asarray(img).astype(np.float64)
         top = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
         gray = np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+        return gray_to_rgb(gray)
     if mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
         gray = np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+        return gray_to_rgb(gray)
 
     has_alpha = mode in ("RGBA", "LA", "La", "RGBa", "PA") or (
         mode == "P" and "transparency" in img.info

@@ -13,6 +13,8 @@ POLICIES = ("prominent", "largest", "central", "score")
 """Ways to pick one face from several: the most prominent (size, position and score together;
 the default), biggest box, box centre nearest the image centre, or highest detector score."""
 DEFAULT_POLICY = "prominent"
+LANDMARK_MIRROR = [1, 0, 2, 4, 3]
+"""The 5 points' order in a mirror image: eyes and mouth corners swap sides."""
 PROMINENCE_SPREAD = 0.6
 """``prominent`` weighs a face by ``exp(-d^2 / (2 * 0.6^2))``, ``d`` its centre's distance from
 the image centre in half-widths and half-heights (1 at an edge's midpoint): a face halfway to

@@ -25,14 +25,13 @@ import cv2
 import numpy as np
 
 from ..errors import ModelFileError
-from .face import Face
+from .face import LANDMARK_MIRROR, Face
 
 ONET_FILE = "onet.onnx"
 ONET_SHA256 = "1553f16153c71f4961df0ef7b72d07de4a4099b60fc704f230381a4fbbedebde"
 ONET_ENV = "MOBILEFACE_ONET"
 BUNDLED_ONET = Path(__file__).resolve().parents[1] / "assets" / ONET_FILE
 INPUT = 48
-MIRROR = [1, 0, 2, 4, 3]  # the 5 points' order in a mirror image
 
 
 def onet_model_path(model_path: str | Path | None = None) -> Path:
@@ -108,7 +107,7 @@ class OnetRefiner:
         prob = prob[:, 1]
         if self.flip:
             n = len(squares)
-            mirrored = frac[n:, MIRROR]
+            mirrored = frac[n:, LANDMARK_MIRROR]
             mirrored[:, :, 0] = 1.0 - mirrored[:, :, 0]
             frac, prob = (frac[:n] + mirrored) / 2.0, (prob[:n] + prob[n:]) / 2.0
         side = (squares[:, 2] - squares[:, 0])[:, None, None]

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ModelFileError
 from ..paths import RemoteFile, cache_dir, data_dir, download_file, resolve_file
-from .face import Face
+from .face import LANDMARK_MIRROR, Face
 from .template import _warp as warp
 from .template import convert_landmarks
 
@@ -388,7 +388,7 @@ class YuNetDetector:
         back[:, [0, 2]] = right - mirrored[:, [2, 0]]
         points = mirrored[:, 4:14].reshape(-1, 5, 2).copy()
         points[:, :, 0] = right - points[:, :, 0]
-        back[:, 4:14] = points[:, [1, 0, 2, 4, 3]].reshape(-1, 10)  # swap left and right
+        back[:, 4:14] = points[:, LANDMARK_MIRROR].reshape(-1, 10)
         return back
 
     def _run_once(self, bgr: np.ndarray) -> np.ndarray:

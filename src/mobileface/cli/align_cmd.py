@@ -12,6 +12,8 @@ FALLBACK_HELP = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from mobileface.align.face import DEFAULT_POLICY, POLICIES
+
     parser = subparsers.add_parser(
         "align",
         help="detect and align the faces of every image under a folder",
@@ -42,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--policy",
-        default="prominent",
-        choices=["prominent", "largest", "central", "score"],
+        default=DEFAULT_POLICY,
+        choices=POLICIES,
         help="which face to keep when several are found (default: prominent, the face whose "
         "size, closeness to the centre and detector score together stand out most)",
     )

@@ -106,6 +106,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_crop_arguments(parser: argparse.ArgumentParser) -> None:
+    from mobileface.align.face import DEFAULT_POLICY, POLICIES
+
     group = parser.add_argument_group("crops")
     group.add_argument(
         "--aligned",
@@ -122,8 +124,8 @@ def add_crop_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--policy",
-        default="prominent",
-        choices=["prominent", "largest", "central", "score"],
+        default=DEFAULT_POLICY,
+        choices=POLICIES,
         help="which face to keep when a photo has several (default prominent: size, position "
         "and detector score together)",
     )

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--threads`` and the preprocessing overrides shared by verify and embed."""
+    from mobileface.align.face import DEFAULT_POLICY, POLICIES
+
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
@@ -30,8 +32,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--detector", default="yunet", help="face detector (default yunet)")
     group.add_argument(
         "--policy",
-        default="prominent",
-        choices=["prominent", "largest", "central", "score"],
+        default=DEFAULT_POLICY,
+        choices=POLICIES,
         help="which face when a photo has several (default prominent: size, position and "
         "detector score together)",
     )
