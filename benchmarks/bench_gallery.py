@@ -179,13 +179,19 @@ def bench_search(args: argparse.Namespace) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
     from mobileface.gallery import GalleryStore, HNSWParams, ModelKey
+    from mobileface.gallery.postgres import DEFAULT_HNSW
 
     threadpool_limits(1, user_api="blas")  # latency on one thread, as in the service
     logging.basicConfig(format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("mobileface.gallery.index").setLevel(logging.DEBUG)  # build progress
 
     model = ModelKey("synthetic", "0" * 16)
-    params = HNSWParams(args.connectivity, args.expansion_add)
+    params = HNSWParams(args.connectivity, args.expansion_add, rerank=args.rerank)
+    pg_params = HNSWParams(
+        args.pg_connectivity or DEFAULT_HNSW.connectivity,
+        args.pg_expansion_add or DEFAULT_HNSW.expansion_add,
+        DEFAULT_HNSW.expansion_search,
+    )
     # Room to build HNSW graphs in memory (pgvector falls back to slow on-disk building: a
     # 1M-face graph with m 32 takes about 1.5 GB).
     settings = f"maintenance_work_mem={args.pg_memory} shared_buffers=2GB"
@@ -199,7 +205,9 @@ def bench_search(args: argparse.Namespace) -> list[dict]:
         progress(f"{n} faces, spectrum {spectrum}: generating")
         vectors, centres = synthetic(n, spectrum=spectrum)
         genuine, impostor, who = probes(centres, spectrum, args.queries)
-        result: dict = {"size": n, "spectrum": spectrum}
+        result: dict = {"size": n, "spectrum": spectrum, "faiss_graph": params.__dict__}
+        if postgres is not None:
+            result["pgvector_graph"] = pg_params.__dict__
         if args.reuse:
             result["reused"] = str(work)
         else:
@@ -220,7 +228,7 @@ def bench_search(args: argparse.Namespace) -> list[dict]:
                 progress("copying into PostgreSQL, then building pgvector's HNSW index")
                 progress(f"so far: {json.dumps(result)}")
                 result["pgvector"] = bench_pgvector(
-                    store, postgres.database(), model, params, args, (genuine, g_exact),
+                    store, postgres.database(), model, pg_params, args, (genuine, g_exact),
                     (impostor, i_exact), result,
                 )  # fmt: skip
         rows.append(result)
@@ -278,7 +286,7 @@ def bench_faiss(
 
     if not args.reuse:
         progress(f"building the FAISS HNSW graph (M {params.connectivity}, "
-                 f"efConstruction {params.expansion_add})")  # fmt: skip
+                 f"efConstruction {params.expansion_add}, re-rank {params.rerank})")  # fmt: skip
         approx = ModelIndex(store, model, kind="approx", hnsw=params, threads=args.threads)
         t0 = time.perf_counter()
         approx.sync()
@@ -681,8 +689,28 @@ def main() -> int:
         default=[0.0, 0.75],
         help="identity spread: 0 isotropic (worst case), 0.75 closer to trained models",
     )
-    search.add_argument("--connectivity", type=int, default=32, help="HNSW M")
-    search.add_argument("--expansion-add", type=int, default=128, help="HNSW efConstruction")
+    from mobileface.gallery.index import HNSWParams
+
+    faiss_default = HNSWParams()
+    search.add_argument(
+        "--connectivity", type=int, default=faiss_default.connectivity, help="FAISS HNSW M"
+    )
+    search.add_argument(
+        "--expansion-add",
+        type=int,
+        default=faiss_default.expansion_add,
+        help="FAISS HNSW efConstruction",
+    )
+    search.add_argument(
+        "--rerank",
+        type=int,
+        default=faiss_default.rerank,
+        help="FAISS candidates per result re-scored exactly on the float vectors",
+    )
+    search.add_argument("--pg-connectivity", type=int, help="pgvector m (default: the store's)")
+    search.add_argument(
+        "--pg-expansion-add", type=int, help="pgvector ef_construction (default: the store's)"
+    )
     search.add_argument(
         "--ef", type=int, nargs="+", default=[64, 256, 512], help="search widths to measure"
     )

@@ -275,6 +275,22 @@ def test_hnsw_index_finds_the_true_neighbour_of_genuine_queries():
         index.vectors(np.array([7]))
 
 
+def test_hnsw_scores_are_exact_though_the_graph_walks_8_bit_codes():
+    """Candidates found on the 8-bit codes are re-scored on the float vectors: the scores are
+    the exact inner products (the codes alone are off by their quantisation error)."""
+    rng = np.random.default_rng(9)
+    vecs = unit(rng.standard_normal((3000, DIM)))
+    queries = unit(rng.standard_normal((50, DIM)))
+    index = HNSWIndex(DIM, threads=1)
+    index.add(np.arange(3000), vecs)
+    keys, scores = index.search(queries, 5)
+    exact = np.take_along_axis(queries @ vecs.T, keys, axis=1)
+    np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-6)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    coded, numbers = index._index.base_index.search(queries, 5)
+    assert np.abs(coded - np.take_along_axis(queries @ vecs.T, numbers, axis=1)).max() > 1e-4
+
+
 def test_the_default_search_width_finds_the_exact_nearest_face_of_hard_queries(tmp_path):
     """Random queries, close to nobody (the hardest case for a graph index), on a real FAISS
     graph: a narrow search misses the exact nearest face of many; the default width finds
